@@ -1,0 +1,111 @@
+"""The transactional key-value contract every engine driver implements.
+
+The namespace layer sees only this: ordered byte keys, serializable transactions,
+range scans, and a change log appended atomically with each committed mutation.
+Drivers stay thin; all file-system logic lives above this line.
+
+Errors a driver raises are the classes below, never the engine's own exceptions:
+the runner retries ``TxnConflict`` and ``CommitUnknown`` (the latter is safe only
+because mutations carry request ids) and reports ``EngineUnavailable`` to clients.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Iterator, Sequence
+
+# Keys starting with this byte belong to the engine layer, not the namespace.
+ENGINE_RESERVED_PREFIX = b"\xff"
+# Change log: CHANGELOG_PREFIX + seq (8 bytes, big-endian) -> encoded change record.
+CHANGELOG_PREFIX = b"\xffC"
+CHANGELOG_END = b"\xffD"
+
+
+def changelog_key(seq: int) -> bytes:
+    return CHANGELOG_PREFIX + seq.to_bytes(8, "big")
+
+
+def changelog_seq(key: bytes) -> int:
+    return int.from_bytes(key[len(CHANGELOG_PREFIX):], "big")
+
+
+class EngineError(Exception):
+    """Base of every error a driver raises."""
+
+
+class TxnConflict(EngineError):
+    """Another transaction changed what this one read: retry from the start."""
+
+
+class CommitUnknown(EngineError):
+    """The commit may or may not have been applied (lost connection during commit)."""
+
+
+class EngineUnavailable(EngineError):
+    """The engine cannot be reached or has failed; nothing was applied."""
+
+
+class ReadOnlyTxn(EngineError):
+    """A write was attempted through a read-only snapshot."""
+
+
+class Txn(abc.ABC):
+    """One serializable transaction. Reads see this transaction's own writes."""
+
+    @abc.abstractmethod
+    def get(self, key: bytes) -> bytes | None: ...
+
+    @abc.abstractmethod
+    def get_many(self, keys: Sequence[bytes]) -> list[bytes | None]: ...
+
+    @abc.abstractmethod
+    def scan(self, start: bytes, end: bytes, limit: int | None = None,
+             reverse: bool = False) -> Iterator[tuple[bytes, bytes]]:
+        """Pairs with start <= key < end, ascending (or descending if reverse)."""
+
+    @abc.abstractmethod
+    def put(self, key: bytes, value: bytes) -> None: ...
+
+    @abc.abstractmethod
+    def delete(self, key: bytes) -> None: ...
+
+    @abc.abstractmethod
+    def commit(self, change_header: bytes = b"") -> int | None:
+        """Make the writes durable and visible atomically.
+
+        A transaction that wrote anything also appends one change record (the header
+        plus its write set) under the next commit sequence, in the same atomic step, and
+        returns that sequence. Sequences are gap-free and in commit order. A read-only
+        transaction validates that what it read was one consistent state and returns None.
+        """
+
+    @abc.abstractmethod
+    def rollback(self) -> None: ...
+
+
+class Engine(abc.ABC):
+    """A handle on one store. Thread-safe: many transactions may run at once."""
+
+    url: str
+
+    @abc.abstractmethod
+    def begin(self) -> Txn: ...
+
+    @abc.abstractmethod
+    def snapshot(self) -> Txn:
+        """A read-only transaction (writes raise ReadOnlyTxn)."""
+
+    @abc.abstractmethod
+    def last_seq(self) -> int:
+        """The newest committed change sequence (0 when none)."""
+
+    @abc.abstractmethod
+    def trim_changes(self, keep: int) -> int:
+        """Drop all but the newest ``keep`` change records; returns how many were dropped."""
+
+    @abc.abstractmethod
+    def close(self) -> None: ...
+
+    def disk_usage(self) -> int | None:
+        """Bytes the engine occupies on disk, when it can tell."""
+        return None

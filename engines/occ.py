@@ -1,0 +1,266 @@
+"""Serializable transactions for stores that have only atomic batches (RocksDB, memory).
+
+Optimistic concurrency control with backward validation (Kung & Robinson):
+
+* A transaction reads the live committed store and buffers its writes. It records the
+  version it started at, every key it read, and every key range its scans covered
+  (only up to the last key actually returned, so a paged listing does not claim the
+  rest of a directory).
+* Commit takes the engine's commit lock, checks the write sets of every transaction
+  that committed after our start: if one wrote a key we read or a key inside a range we
+  scanned, we abort with TxnConflict (the runner retries). Otherwise the writes, plus the
+  change record under the next sequence, go to the store as one atomic batch.
+* Read-only transactions validate the same way, so a multi-read operation (lookup =
+  dentry + attr) never returns a mix of two states.
+
+This is serializable: every committed transaction behaves as if it ran alone at its
+commit point, because nothing it read changed between its reads and that point.
+
+Durability uses group commit: the batch is applied unsynced under the lock (cheap),
+then the committer waits until some thread has synced the log past its version; one
+sync covers every batch written before it. Readers likewise wait until what they saw
+is durable, so nobody observes a write that a crash could still take back.
+"""
+
+from __future__ import annotations
+
+import abc
+import threading
+from collections import Counter, deque
+from collections.abc import Iterator, Sequence
+
+from engines import changelog
+from engines.contract import (
+    CHANGELOG_END,
+    CHANGELOG_PREFIX,
+    CommitUnknown,
+    Engine,
+    EngineError,
+    ReadOnlyTxn,
+    Txn,
+    TxnConflict,
+    changelog_key,
+)
+
+
+class OccEngine(Engine):
+    """Shared OCC machinery; a driver supplies only the store primitives below."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._commit_lock = threading.Lock()
+        self._version = 0            # newest applied (visible) version == change seq
+        self._history: deque[tuple[int, frozenset[bytes]]] = deque()
+        self._active: Counter[int] = Counter()
+        self._durable_cond = threading.Condition()
+        self._durable = 0
+        self._syncing = False
+
+    def _start(self, version: int) -> None:
+        self._version = self._durable = version
+
+    # --- store primitives a driver implements -----------------------------------------
+    @abc.abstractmethod
+    def _get(self, key: bytes) -> bytes | None: ...
+
+    @abc.abstractmethod
+    def _get_many(self, keys: Sequence[bytes]) -> list[bytes | None]: ...
+
+    @abc.abstractmethod
+    def _scan(self, start: bytes, end: bytes, reverse: bool) -> Iterator[tuple[bytes, bytes]]: ...
+
+    @abc.abstractmethod
+    def _apply(self, writes: dict[bytes, bytes | None]) -> None:
+        """Apply atomically and make visible; durability comes from _sync.
+
+        On failure nothing may be applied, and EngineUnavailable is raised."""
+
+    @abc.abstractmethod
+    def _sync(self) -> None:
+        """Make everything applied so far durable."""
+
+    @abc.abstractmethod
+    def _delete_range(self, start: bytes, end: bytes) -> None: ...
+
+    # --- Engine -------------------------------------------------------------------------
+    def begin(self) -> Txn:
+        return self._open(read_only=False)
+
+    def snapshot(self) -> Txn:
+        return self._open(read_only=True)
+
+    def last_seq(self) -> int:
+        return self._version
+
+    def trim_changes(self, keep: int) -> int:
+        with self._commit_lock:
+            upto = self._version - keep
+            first = self._first_change_seq()
+            if first is None or upto < first:
+                return 0
+            self._delete_range(changelog_key(first), changelog_key(upto + 1))
+            return upto + 1 - first
+
+    def _first_change_seq(self) -> int | None:
+        for key, _ in self._scan(CHANGELOG_PREFIX, CHANGELOG_END, reverse=False):
+            return int.from_bytes(key[len(CHANGELOG_PREFIX):], "big")
+        return None
+
+    def _open(self, read_only: bool) -> "OccTxn":
+        with self._commit_lock:
+            start = self._version
+            self._active[start] += 1
+        return OccTxn(self, start, read_only)
+
+    def _finish(self, start: int) -> None:
+        """Called with the commit lock held when a transaction ends either way."""
+        self._active[start] -= 1
+        if not self._active[start]:
+            del self._active[start]
+        oldest = min(self._active, default=self._version)
+        while self._history and self._history[0][0] <= oldest:
+            self._history.popleft()
+
+    def _release(self, txn: "OccTxn") -> None:
+        with self._commit_lock:
+            self._finish(txn.start)
+
+    def _commit(self, txn: "OccTxn", header: bytes) -> int | None:
+        with self._commit_lock:
+            try:
+                self._validate(txn)
+                if not txn.writes:
+                    seen = self._version
+                    version = None
+                else:
+                    version = seen = self._version + 1
+                    writes = dict(txn.writes)
+                    writes[changelog_key(version)] = changelog.encode(version, header, txn.writes)
+                    self._apply(writes)
+                    self._version = version
+                    self._history.append((version, frozenset(txn.writes)))
+            finally:
+                self._finish(txn.start)
+        self._wait_durable(seen)
+        return version
+
+    def _validate(self, txn: "OccTxn") -> None:
+        for version, written in reversed(self._history):
+            if version <= txn.start:
+                break
+            if not written.isdisjoint(txn.read_keys):
+                raise TxnConflict("a key this transaction read was changed")
+            for low, high in txn.read_ranges:
+                if any(low <= key < high for key in written):
+                    raise TxnConflict("a range this transaction scanned was changed")
+
+    def _wait_durable(self, version: int) -> None:
+        with self._durable_cond:
+            while self._durable < version:
+                if self._syncing:
+                    self._durable_cond.wait()
+                    continue
+                self._syncing = True
+                target = self._version
+                self._durable_cond.release()
+                try:
+                    self._sync()
+                except Exception as exc:
+                    raise CommitUnknown(f"{self.url}: log sync failed: {exc}") from exc
+                finally:
+                    self._durable_cond.acquire()
+                    self._syncing = False
+                    self._durable_cond.notify_all()
+                self._durable = max(self._durable, target)
+
+
+class OccTxn(Txn):
+    """Buffers writes, records reads, and merges its own writes into what it reads."""
+
+    def __init__(self, engine: OccEngine, start: int, read_only: bool) -> None:
+        self.engine = engine
+        self.start = start
+        self.read_only = read_only
+        self.writes: dict[bytes, bytes | None] = {}
+        self.read_keys: set[bytes] = set()
+        self.read_ranges: list[list[bytes]] = []
+        self._done = False
+
+    def get(self, key: bytes) -> bytes | None:
+        if key in self.writes:
+            return self.writes[key]
+        self.read_keys.add(key)
+        return self.engine._get(key)
+
+    def get_many(self, keys: Sequence[bytes]) -> list[bytes | None]:
+        missing = [k for k in keys if k not in self.writes]
+        self.read_keys.update(missing)
+        found = dict(zip(missing, self.engine._get_many(missing))) if missing else {}
+        return [self.writes[k] if k in self.writes else found[k] for k in keys]
+
+    def scan(self, start: bytes, end: bytes, limit: int | None = None,
+             reverse: bool = False) -> Iterator[tuple[bytes, bytes]]:
+        if limit is not None and limit <= 0:
+            return
+        # The covered range grows as pairs are returned; see the module docstring.
+        covered = [end, end] if reverse else [start, start]
+        self.read_ranges.append(covered)
+        pending = sorted(k for k in self.writes if start <= k < end)
+        if reverse:
+            pending.reverse()
+        returned = 0
+        for key, value in _merge(self.engine._scan(start, end, reverse), pending,
+                                 self.writes, reverse):
+            if reverse:
+                covered[0] = key
+            else:
+                covered[1] = key + b"\x00"
+            if value is None:
+                continue
+            yield key, value
+            returned += 1
+            if limit is not None and returned >= limit:
+                return
+        covered[:] = [start, end]
+
+    def put(self, key: bytes, value: bytes) -> None:
+        if self.read_only:
+            raise ReadOnlyTxn("put in a read-only snapshot")
+        self.writes[key] = value
+
+    def delete(self, key: bytes) -> None:
+        if self.read_only:
+            raise ReadOnlyTxn("delete in a read-only snapshot")
+        self.writes[key] = None
+
+    def commit(self, change_header: bytes = b"") -> int | None:
+        self._close()
+        return self.engine._commit(self, change_header)
+
+    def rollback(self) -> None:
+        if not self._done:
+            self._close()
+            self.engine._release(self)
+
+    def _close(self) -> None:
+        if self._done:
+            raise EngineError("transaction already finished")
+        self._done = True
+
+
+def _merge(stored: Iterator[tuple[bytes, bytes]], pending: list[bytes],
+           writes: dict[bytes, bytes | None], reverse: bool) -> Iterator[tuple[bytes, bytes | None]]:
+    """Stored pairs overlaid with this transaction's writes (None = deleted), in order."""
+    before = (lambda a, b: a > b) if reverse else (lambda a, b: a < b)
+    i = 0
+    for key, value in stored:
+        while i < len(pending) and before(pending[i], key):
+            yield pending[i], writes[pending[i]]
+            i += 1
+        if i < len(pending) and pending[i] == key:
+            yield key, writes[key]
+            i += 1
+        else:
+            yield key, value
+    for key in pending[i:]:
+        yield key, writes[key]

@@ -1,0 +1,169 @@
+"""The KV contract, run against every engine driver."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from engines import changelog
+from engines.contract import CHANGELOG_END, CHANGELOG_PREFIX, ReadOnlyTxn, TxnConflict
+
+
+def put_all(engine, pairs):
+    txn = engine.begin()
+    for k, v in pairs.items():
+        txn.put(k, v)
+    return txn.commit(b"hdr")
+
+
+def test_get_put_delete_and_read_your_writes(engine):
+    put_all(engine, {b"a": b"1", b"b": b"2"})
+    txn = engine.begin()
+    assert txn.get(b"a") == b"1"
+    txn.put(b"a", b"x")
+    txn.delete(b"b")
+    assert txn.get(b"a") == b"x" and txn.get(b"b") is None
+    assert txn.get_many([b"a", b"b", b"zz"]) == [b"x", None, None]
+    txn.commit()
+    snap = engine.snapshot()
+    assert snap.get_many([b"a", b"b"]) == [b"x", None]
+    snap.commit()
+
+
+def test_rollback_discards(engine):
+    put_all(engine, {b"k": b"v"})
+    txn = engine.begin()
+    txn.put(b"k", b"other")
+    txn.rollback()
+    snap = engine.snapshot()
+    assert snap.get(b"k") == b"v"
+    snap.rollback()
+
+
+def test_scan_order_limit_reverse_merges_own_writes(engine):
+    put_all(engine, {b"p%02d" % i: b"%d" % i for i in range(0, 20, 2)})
+    txn = engine.begin()
+    txn.put(b"p05", b"new")
+    txn.delete(b"p06")
+    keys = [k for k, _ in txn.scan(b"p", b"q")]
+    assert keys == [b"p00", b"p02", b"p04", b"p05", b"p08", b"p10", b"p12", b"p14", b"p16", b"p18"]
+    assert [k for k, _ in txn.scan(b"p", b"q", limit=3)] == [b"p00", b"p02", b"p04"]
+    assert [k for k, _ in txn.scan(b"p03", b"p12", reverse=True)] == [b"p10", b"p08", b"p05", b"p04"]
+    assert [k for k, _ in txn.scan(b"p", b"q", limit=2, reverse=True)] == [b"p18", b"p16"]
+    assert list(txn.scan(b"x", b"y")) == []
+    txn.rollback()
+
+
+def test_snapshot_refuses_writes(engine):
+    snap = engine.snapshot()
+    with pytest.raises(ReadOnlyTxn):
+        snap.put(b"a", b"b")
+    snap.rollback()
+
+
+def test_write_conflict_on_read_key(engine):
+    put_all(engine, {b"n": b"0"})
+    t1, t2 = engine.begin(), engine.begin()
+    for t in (t1, t2):
+        t.put(b"n", b"%d" % (int(t.get(b"n")) + 1))
+    t1.commit()
+    with pytest.raises(TxnConflict):
+        t2.commit()
+
+
+def test_phantom_in_scanned_range_conflicts(engine):
+    """Write skew through a range: both check a directory is empty, both insert."""
+    t1, t2 = engine.begin(), engine.begin()
+    assert list(t1.scan(b"d/", b"d0")) == [] and list(t2.scan(b"d/", b"d0")) == []
+    t1.put(b"d/x", b"1")
+    t2.put(b"d/y", b"1")
+    t1.commit()
+    with pytest.raises(TxnConflict):
+        t2.commit()
+
+
+def test_scan_range_only_covers_what_was_returned(engine):
+    put_all(engine, {b"d/a": b"1", b"d/b": b"1", b"d/c": b"1"})
+    reader = engine.begin()
+    assert [k for k, _ in reader.scan(b"d/", b"d0", limit=1)] == [b"d/a"]
+    put_all(engine, {b"d/z": b"1"})        # beyond the page: no conflict
+    reader.put(b"other", b"1")
+    reader.commit()
+
+
+def test_read_only_snapshot_detects_torn_read(engine):
+    put_all(engine, {b"a": b"1", b"b": b"1"})
+    snap = engine.snapshot()
+    assert snap.get(b"a") == b"1"
+    put_all(engine, {b"a": b"2", b"b": b"2"})
+    assert snap.get(b"b") == b"2"       # a mix of two states ...
+    with pytest.raises(TxnConflict):    # ... is refused at commit
+        snap.commit()
+
+
+def test_change_log_gap_free_commit_order(engine):
+    base = engine.last_seq()
+    seqs = [put_all(engine, {b"k%d" % i: b"v"}) for i in range(5)]
+    assert seqs == list(range(base + 1, base + 6))
+    ro = engine.snapshot()
+    assert ro.get(b"k1") == b"v"
+    assert ro.commit() is None
+    assert engine.last_seq() == base + 5
+    snap = engine.snapshot()
+    records = [changelog.decode(v) for _, v in snap.scan(CHANGELOG_PREFIX, CHANGELOG_END)]
+    snap.rollback()
+    assert [r.seq for r in records] == seqs
+    assert records[2].header == b"hdr" and records[2].writes == ((b"k2", b"v"),)
+
+
+def test_trim_changes_keeps_newest(engine):
+    for i in range(10):
+        put_all(engine, {b"k%d" % i: b"v"})
+    last = engine.last_seq()
+    assert engine.trim_changes(keep=3) == last - 3
+    snap = engine.snapshot()
+    seqs = [changelog.decode(v).seq for _, v in snap.scan(CHANGELOG_PREFIX, CHANGELOG_END)]
+    snap.rollback()
+    assert seqs == [last - 2, last - 1, last]
+
+
+def test_concurrent_increments_are_serializable(engine):
+    """Lost updates are impossible: N threads x M retried increments == N*M."""
+    put_all(engine, {b"ctr": b"0"})
+
+    def worker():
+        for _ in range(50):
+            while True:
+                txn = engine.begin()
+                txn.put(b"ctr", b"%d" % (int(txn.get(b"ctr")) + 1))
+                try:
+                    txn.commit()
+                    break
+                except TxnConflict:
+                    continue
+
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    snap = engine.snapshot()
+    assert snap.get(b"ctr") == b"200"
+    snap.rollback()
+
+
+def test_rocksdb_persists_across_reopen(tmp_path):
+    from engines import open_engine
+    url = f"rocksdb://{tmp_path}/db"
+    eng = open_engine(url)
+    put_all(eng, {b"a": b"1"})
+    seq = eng.last_seq()
+    eng.close()
+    eng = open_engine(url)
+    snap = eng.snapshot()
+    assert snap.get(b"a") == b"1"
+    snap.rollback()
+    assert eng.last_seq() == seq
+    assert put_all(eng, {b"b": b"2"}) == seq + 1
+    eng.close()
