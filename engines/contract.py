@@ -70,13 +70,15 @@ class Txn(abc.ABC):
     def delete(self, key: bytes) -> None: ...
 
     @abc.abstractmethod
-    def commit(self, change_header: bytes = b"") -> int | None:
+    def commit(self, change_header: bytes = b"", wait_durable: bool = True) -> int | None:
         """Make the writes durable and visible atomically.
 
         A transaction that wrote anything also appends one change record (the header
         plus its write set) under the next commit sequence, in the same atomic step, and
         returns that sequence. Sequences are gap-free and in commit order. A read-only
         transaction validates that what it read was one consistent state and returns None.
+        With wait_durable=False the caller must call Engine.wait_durable() before it
+        acknowledges anything (lets a batch of transactions share one log sync).
         """
 
     @abc.abstractmethod
@@ -94,6 +96,10 @@ class Engine(abc.ABC):
     @abc.abstractmethod
     def snapshot(self) -> Txn:
         """A read-only transaction (writes raise ReadOnlyTxn)."""
+
+    @abc.abstractmethod
+    def wait_durable(self) -> None:
+        """Return once everything committed so far is durable."""
 
     @abc.abstractmethod
     def last_seq(self) -> int:

@@ -92,6 +92,9 @@ class OccEngine(Engine):
     def last_seq(self) -> int:
         return self._version
 
+    def wait_durable(self) -> None:
+        self._wait_durable(self._version)
+
     def trim_changes(self, keep: int) -> int:
         with self._commit_lock:
             upto = self._version - keep
@@ -125,7 +128,7 @@ class OccEngine(Engine):
         with self._commit_lock:
             self._finish(txn.start)
 
-    def _commit(self, txn: "OccTxn", header: bytes) -> int | None:
+    def _commit(self, txn: "OccTxn", header: bytes, wait_durable: bool) -> int | None:
         with self._commit_lock:
             try:
                 self._validate(txn)
@@ -141,7 +144,8 @@ class OccEngine(Engine):
                     self._history.append((version, frozenset(txn.writes)))
             finally:
                 self._finish(txn.start)
-        self._wait_durable(seen)
+        if wait_durable:
+            self._wait_durable(seen)
         return version
 
     def _validate(self, txn: "OccTxn") -> None:
@@ -233,9 +237,9 @@ class OccTxn(Txn):
             raise ReadOnlyTxn("delete in a read-only snapshot")
         self.writes[key] = None
 
-    def commit(self, change_header: bytes = b"") -> int | None:
+    def commit(self, change_header: bytes = b"", wait_durable: bool = True) -> int | None:
         self._close()
-        return self.engine._commit(self, change_header)
+        return self.engine._commit(self, change_header, wait_durable)
 
     def rollback(self) -> None:
         if not self._done:

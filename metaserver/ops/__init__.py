@@ -1,0 +1,40 @@
+"""The metadata operations: each is one function over an open MetaTx, nothing more.
+
+OPS maps an operation's wire name to its function and whether it mutates. The runner
+owns transactions, retries and idempotency; operations never retry and never see grpc.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from metaserver.ops import admin, attrs, chunks, create, lookup, remove, rename, xattr
+
+
+@dataclass(frozen=True)
+class Op:
+    name: str
+    fn: Callable
+    mutating: bool
+
+
+def _ops(mutating: bool, **fns: Callable) -> dict[str, Op]:
+    return {name: Op(name, fn, mutating) for name, fn in fns.items()}
+
+
+OPS: dict[str, Op] = {
+    **_ops(False, lookup=lookup.lookup, getattr=lookup.getattr_, readlink=lookup.readlink,
+           readdir=lookup.readdir, resolve=lookup.resolve, getxattr=xattr.getxattr,
+           listxattr=xattr.listxattr, statfs=admin.statfs, read_chunk=chunks.read_chunk),
+    **_ops(True, setattr=attrs.setattr_, mknod=create.mknod, mkdir=create.mkdir,
+           symlink=create.symlink, link=create.link, unlink=remove.unlink,
+           rmdir=remove.rmdir, rename=rename.rename, setxattr=xattr.setxattr,
+           removexattr=xattr.removexattr, alloc_slice_ids=chunks.alloc_slice_ids,
+           write_slice=chunks.write_slice, compact_chunk=chunks.compact_chunk),
+}
+
+# Internal operations the server runs for itself; not reachable from clients.
+INTERNAL_OPS: dict[str, Op] = _ops(
+    True, init_root=admin.init_root, reserve_ids=admin.reserve_ids,
+    fold_usage=admin.fold_usage, expire_requests=admin.expire_requests)

@@ -1,0 +1,80 @@
+"""Housekeeping operations: format the root, reserve id ranges, statfs and its counters,
+expire idempotency records."""
+
+from __future__ import annotations
+
+import errno
+
+from metaserver import schema
+from metaserver.errors import FsError
+from metaserver.ops.metatx import MetaTx
+from metaserver.types import ROOT_INO, Attr, FileType, StatFs
+
+ID_COUNTERS = ("nextInode",)
+
+
+def init_root(tx: MetaTx, *, mode: int = 0o755) -> bool:
+    """Create the root directory and format marker if absent; True if it created them."""
+    fmt = tx.txn.get(schema.counter_key("format"))
+    if fmt is not None:
+        if schema.decode_i64(fmt) != schema.FORMAT_VERSION:
+            raise FsError(errno.EPROTO, f"data format {schema.decode_i64(fmt)} is not "
+                          f"{schema.FORMAT_VERSION}: this metaserver cannot use it")
+        return False
+    tx.txn.put(schema.counter_key("format"), schema.encode_i64(schema.FORMAT_VERSION))
+    tx.txn.put(schema.counter_key("nextInode"), schema.encode_i64(ROOT_INO + 1))
+    now = tx.now
+    tx.put_attr(Attr(ROOT_INO, FileType.DIRECTORY, mode, 0, 0, now, now, now, 2, 0, 0, ROOT_INO))
+    tx.account(0, 1)
+    return True
+
+
+def reserve_ids(tx: MetaTx, *, counter: str, count: int) -> int:
+    """Take `count` ids from a counter; returns the first."""
+    if counter not in ID_COUNTERS or count <= 0:
+        raise FsError(errno.EINVAL, f"cannot reserve {count} ids from {counter!r}")
+    key = schema.counter_key(counter)
+    first = schema.decode_i64(tx.txn.get(key))
+    tx.txn.put(key, schema.encode_i64(first + count))
+    return first
+
+
+def statfs(tx: MetaTx, *, total_bytes: int = 1 << 50, total_inodes: int = 1 << 40) -> StatFs:
+    used_bytes = schema.decode_i64(tx.txn.get(schema.counter_key("usedBytes")))
+    used_inodes = schema.decode_i64(tx.txn.get(schema.counter_key("usedInodes")))
+    for _, value in tx.txn.scan(schema.DELTA_PREFIX, schema.DELTA_END):
+        nbytes, inodes = schema.decode_delta(value)
+        used_bytes += nbytes
+        used_inodes += inodes
+    return StatFs(total_bytes, used_bytes, total_inodes, used_inodes)
+
+
+def fold_usage(tx: MetaTx, *, limit: int = 10000) -> int:
+    """Fold up to `limit` usage deltas into the counters; returns how many."""
+    nbytes = inodes = folded = 0
+    for key, value in tx.txn.scan(schema.DELTA_PREFIX, schema.DELTA_END, limit=limit):
+        b, i = schema.decode_delta(value)
+        nbytes += b
+        inodes += i
+        folded += 1
+        tx.txn.delete(key)
+    if folded:
+        for name, delta in (("usedBytes", nbytes), ("usedInodes", inodes)):
+            key = schema.counter_key(name)
+            tx.txn.put(key, schema.encode_i64(schema.decode_i64(tx.txn.get(key)) + delta))
+    return folded
+
+
+def expire_requests(tx: MetaTx, *, older_than_ns: int, after: bytes = b"",
+                    limit: int = 10000) -> tuple[int, bytes]:
+    """Look at up to `limit` idempotency records after key `after`, delete those written
+    before `older_than_ns`; returns (deleted, cursor), cursor empty at the end."""
+    start = after + b"\0" if after else schema.REQUEST_PREFIX
+    expired, last, seen = 0, b"", 0
+    for key, value in tx.txn.scan(start, schema.REQUEST_END, limit=limit):
+        seen += 1
+        last = key
+        if schema.result_time(value) < older_than_ns:
+            tx.txn.delete(key)
+            expired += 1
+    return expired, (last if seen == limit else b"")

@@ -1,0 +1,69 @@
+"""Operations that add a name: mknod (create), mkdir, symlink, link."""
+
+from __future__ import annotations
+
+import errno
+
+from metaserver import schema
+from metaserver.errors import FsError
+from metaserver.ops.metatx import MetaTx, check_name
+from metaserver.types import LINK_MAX, SYMLINK_MAX, Entry, FileType
+
+_MKNOD_TYPES = {FileType.REGULAR, FileType.FIFO, FileType.SOCKET,
+                FileType.CHAR_DEVICE, FileType.BLOCK_DEVICE}
+DIR_NLINK_MAX = (1 << 31) - 1
+
+
+def mknod(tx: MetaTx, *, parent: int, name: bytes, type: FileType = FileType.REGULAR,
+          mode: int = 0o644, uid: int = 0, gid: int = 0, rdev: int = 0) -> Entry:
+    if type not in _MKNOD_TYPES:
+        raise FsError(errno.EINVAL, "mknod makes regular files, fifos, sockets and devices")
+    pattr = tx.free_name(parent, name)
+    a = tx.new_inode(type, mode, uid, gid, parent,
+                     rdev=rdev if type in (FileType.CHAR_DEVICE, FileType.BLOCK_DEVICE) else 0)
+    tx.put_dentry(parent, name, type, a.ino)
+    tx.touch_dir(pattr)
+    return Entry(name, a.ino, type, a)
+
+
+def mkdir(tx: MetaTx, *, parent: int, name: bytes, mode: int = 0o755, uid: int = 0,
+          gid: int = 0) -> Entry:
+    pattr = tx.free_name(parent, name)
+    if pattr.nlink >= DIR_NLINK_MAX:
+        raise FsError(errno.EMLINK, "too many subdirectories")
+    a = tx.new_inode(FileType.DIRECTORY, mode, uid, gid, parent, nlink=2)
+    tx.put_dentry(parent, name, FileType.DIRECTORY, a.ino)
+    pattr.nlink += 1
+    tx.touch_dir(pattr, force=True)
+    return Entry(name, a.ino, FileType.DIRECTORY, a)
+
+
+def symlink(tx: MetaTx, *, parent: int, name: bytes, target: bytes, uid: int = 0,
+            gid: int = 0) -> Entry:
+    if not target or b"\0" in target:
+        raise FsError(errno.EINVAL, "symlink target is empty or contains NUL")
+    if len(target) > SYMLINK_MAX:
+        raise FsError(errno.ENAMETOOLONG, f"symlink target longer than {SYMLINK_MAX} bytes")
+    pattr = tx.free_name(parent, name)
+    a = tx.new_inode(FileType.SYMLINK, 0o777, uid, gid, parent, size=len(target))
+    tx.txn.put(schema.symlink_key(a.ino), bytes(target))
+    tx.put_dentry(parent, name, FileType.SYMLINK, a.ino)
+    tx.touch_dir(pattr)
+    return Entry(name, a.ino, FileType.SYMLINK, a)
+
+
+def link(tx: MetaTx, *, ino: int, parent: int, name: bytes) -> Entry:
+    check_name(name)
+    a = tx.attr(ino)
+    if a.is_dir:
+        raise FsError(errno.EPERM, "hard links to directories are not allowed")
+    if a.nlink >= LINK_MAX:
+        raise FsError(errno.EMLINK, f"inode {ino} already has {a.nlink} links")
+    pattr = tx.free_name(parent, name)
+    a.nlink += 1
+    a.ctime_ns = tx.now
+    tx.add_link_parent(a, parent)
+    tx.put_attr(a)
+    tx.put_dentry(parent, name, a.type, ino)
+    tx.touch_dir(pattr)
+    return Entry(name, ino, a.type, a)

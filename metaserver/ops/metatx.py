@@ -1,0 +1,203 @@
+"""MetaTx: typed access to the namespace inside one open engine transaction.
+
+Operations read and write attrs, entries, links and chunks through this, never raw
+keys, and get the shared checks (name rules, "is a directory", parent times) here.
+"""
+
+from __future__ import annotations
+
+import errno
+import itertools
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+from engines.contract import Txn
+from metaserver import schema
+from metaserver.errors import FsError
+from metaserver.types import NAME_MAX, ROOT_INO, Attr, Entry, FileType, Slice
+
+
+@dataclass
+class OpContext:
+    """What an operation may know beyond its transaction."""
+    now_ns: int
+    alloc_ino: Callable[[], int]
+    writer_id: int = 0
+    delta_seq: Callable[[], int] = field(default_factory=lambda: itertools.count(1).__next__)
+    # A create in a directory whose mtime is this recent leaves the parent unwritten, so
+    # create storms in one directory do not all conflict on the parent's attr.
+    dir_mtime_skip_ns: int = 100_000_000
+
+
+def check_name(name: bytes) -> bytes:
+    if not isinstance(name, bytes | bytearray) or not name:
+        raise FsError(errno.EINVAL, "empty name")
+    if b"/" in name or b"\0" in name:
+        raise FsError(errno.EINVAL, "name contains '/' or NUL")
+    if name in (b".", b".."):
+        raise FsError(errno.EINVAL, "'.' and '..' cannot be created, removed or renamed")
+    if len(name) > NAME_MAX:
+        raise FsError(errno.ENAMETOOLONG, f"name longer than {NAME_MAX} bytes")
+    return bytes(name)
+
+
+class MetaTx:
+    def __init__(self, txn: Txn, ctx: OpContext) -> None:
+        self.txn = txn
+        self.ctx = ctx
+        self.now = ctx.now_ns
+        self._bytes_delta = 0
+        self._inodes_delta = 0
+
+    # --- inodes -------------------------------------------------------------------------
+    def attr(self, ino: int) -> Attr:
+        data = self.txn.get(schema.attr_key(ino)) if ino > 0 else None
+        if data is None:
+            raise FsError(errno.ENOENT, f"no inode {ino}")
+        return schema.decode_attr(ino, data)
+
+    def attrs(self, inos: list[int]) -> list[Attr | None]:
+        datas = self.txn.get_many([schema.attr_key(i) for i in inos])
+        return [None if d is None else schema.decode_attr(i, d) for i, d in zip(inos, datas)]
+
+    def dir_attr(self, ino: int) -> Attr:
+        a = self.attr(ino)
+        if not a.is_dir:
+            raise FsError(errno.ENOTDIR, f"inode {ino} is not a directory")
+        return a
+
+    def put_attr(self, a: Attr) -> None:
+        self.txn.put(schema.attr_key(a.ino), schema.encode_attr(a))
+
+    def new_inode(self, type_: FileType, mode: int, uid: int, gid: int, parent: int,
+                  nlink: int = 1, size: int = 0, rdev: int = 0) -> Attr:
+        a = Attr(self.ctx.alloc_ino(), type_, mode & 0o7777, uid, gid, self.now, self.now,
+                 self.now, nlink, size, rdev, parent)
+        self.put_attr(a)
+        self.account(0, 1)
+        return a
+
+    def drop_inode(self, a: Attr) -> None:
+        """Delete every key of the inode (attr, links, chunks, target, xattrs)."""
+        start, end = schema.inode_range(a.ino)
+        for key, _ in list(self.txn.scan(start, end)):
+            self.txn.delete(key)
+        self.account(-a.size if a.type == FileType.REGULAR else 0, -1)
+
+    # --- directory entries --------------------------------------------------------------
+    def dentry(self, parent: int, name: bytes) -> tuple[FileType, int] | None:
+        data = self.txn.get(schema.dentry_key(parent, name))
+        return None if data is None else schema.decode_dentry(data)
+
+    def put_dentry(self, parent: int, name: bytes, type_: FileType, ino: int) -> None:
+        self.txn.put(schema.dentry_key(parent, name), schema.encode_dentry(type_, ino))
+
+    def del_dentry(self, parent: int, name: bytes) -> None:
+        self.txn.delete(schema.dentry_key(parent, name))
+
+    def entries(self, parent: int, after: bytes = b"", limit: int | None = None
+                ) -> Iterator[tuple[bytes, FileType, int]]:
+        start, end = schema.dentry_range(parent)
+        if after:
+            start = schema.dentry_key(parent, after) + b"\0"
+        for key, value in self.txn.scan(start, end, limit=limit):
+            type_, ino = schema.decode_dentry(value)
+            yield schema.dentry_name(key), type_, ino
+
+    def is_empty_dir(self, ino: int) -> bool:
+        return next(self.entries(ino, limit=1), None) is None
+
+    def child(self, parent: int, name: bytes) -> Entry:
+        """The entry `name` in directory `parent`, with its attr (ENOENT if absent)."""
+        self.dir_attr(parent)
+        found = self.dentry(parent, name)
+        if found is None:
+            raise FsError(errno.ENOENT, f"no entry {name!r} in directory {parent}")
+        type_, ino = found
+        return Entry(name, ino, type_, self.attr(ino))
+
+    def free_name(self, parent: int, name: bytes) -> Attr:
+        """The parent's attr, after checking it is a directory without `name`."""
+        check_name(name)
+        pattr = self.dir_attr(parent)
+        if self.dentry(parent, name) is not None:
+            raise FsError(errno.EEXIST, f"{name!r} exists in directory {parent}")
+        return pattr
+
+    def touch_dir(self, pattr: Attr, *, force: bool = False) -> None:
+        """Set a directory's mtime and ctime to now (skipped when already this recent)."""
+        if not force and self.now - pattr.mtime_ns < self.ctx.dir_mtime_skip_ns \
+                and pattr.mtime_ns <= self.now:
+            return
+        pattr.mtime_ns = pattr.ctime_ns = self.now
+        self.put_attr(pattr)
+
+    def is_ancestor(self, ino: int, of: int) -> bool:
+        """True if directory `ino` is `of` or one of its ancestors (reads every hop,
+        so a concurrent rename of any of them conflicts with this transaction)."""
+        cur = of
+        while True:
+            if cur == ino:
+                return True
+            if cur == ROOT_INO:
+                return False
+            cur = self.attr(cur).parent
+
+    # --- hard-link parents (non-directories) --------------------------------------------
+    def link_parents(self, ino: int) -> dict[int, int]:
+        start, end = schema.parent_range(ino)
+        return {schema.parent_of_key(k): schema.decode_count(v) for k, v in self.txn.scan(start, end)}
+
+    def add_link_parent(self, a: Attr, parent: int) -> None:
+        """Record one more link of non-directory `a` from `parent` (a.nlink already +1)."""
+        if a.nlink == 1:
+            a.parent = parent
+            return
+        if a.parent:                         # going from one link to several
+            self._set_link_count(a.ino, a.parent, 1)
+            a.parent = 0
+        key = schema.parent_key(a.ino, parent)
+        self._set_link_count(a.ino, parent, schema.decode_count(self.txn.get(key)) + 1)
+
+    def remove_link_parent(self, a: Attr, parent: int) -> None:
+        """Forget one link of `a` from `parent` (a.nlink already -1)."""
+        if a.parent:                         # it had exactly one link
+            a.parent = 0
+            return
+        key = schema.parent_key(a.ino, parent)
+        self._set_link_count(a.ino, parent, schema.decode_count(self.txn.get(key)) - 1)
+        if a.nlink == 1:                     # back to one link: parent moves into the attr
+            (only,) = [p for p, n in self.link_parents(a.ino).items() if n > 0]
+            self.txn.delete(schema.parent_key(a.ino, only))
+            a.parent = only
+
+    def _set_link_count(self, ino: int, parent: int, count: int) -> None:
+        key = schema.parent_key(ino, parent)
+        if count > 0:
+            self.txn.put(key, schema.encode_count(count))
+        else:
+            self.txn.delete(key)
+
+    # --- chunks -------------------------------------------------------------------------
+    def chunk(self, ino: int, index: int) -> list[Slice]:
+        data = self.txn.get(schema.chunk_key(ino, index))
+        return schema.decode_slices(data) if data else []
+
+    def put_chunk(self, ino: int, index: int, slices: list[Slice]) -> None:
+        key = schema.chunk_key(ino, index)
+        if slices:
+            self.txn.put(key, schema.encode_slices(slices))
+        else:
+            self.txn.delete(key)
+
+    # --- space accounting ---------------------------------------------------------------
+    def account(self, nbytes: int, inodes: int) -> None:
+        self._bytes_delta += nbytes
+        self._inodes_delta += inodes
+
+    def flush_accounting(self) -> None:
+        """Blind-write this transaction's usage delta (never read, so never conflicts)."""
+        if self._bytes_delta or self._inodes_delta:
+            self.txn.put(schema.delta_key(self.ctx.writer_id, self.ctx.delta_seq()),
+                         schema.encode_delta(self._bytes_delta, self._inodes_delta))
+            self._bytes_delta = self._inodes_delta = 0

@@ -1,0 +1,44 @@
+"""Operations that remove a name: unlink and rmdir (and the shared drop of a link)."""
+
+from __future__ import annotations
+
+import errno
+
+from metaserver.errors import FsError
+from metaserver.ops.metatx import MetaTx, check_name
+from metaserver.types import Attr
+
+
+def unlink(tx: MetaTx, *, parent: int, name: bytes) -> None:
+    check_name(name)
+    entry = tx.child(parent, name)
+    if entry.attr.is_dir:
+        raise FsError(errno.EISDIR, f"{name!r} is a directory")
+    tx.del_dentry(parent, name)
+    drop_link(tx, entry.attr, parent)
+    tx.touch_dir(tx.attr(parent))
+
+
+def rmdir(tx: MetaTx, *, parent: int, name: bytes) -> None:
+    check_name(name)
+    entry = tx.child(parent, name)
+    if not entry.attr.is_dir:
+        raise FsError(errno.ENOTDIR, f"{name!r} is not a directory")
+    if not tx.is_empty_dir(entry.ino):
+        raise FsError(errno.ENOTEMPTY, f"directory {name!r} is not empty")
+    tx.del_dentry(parent, name)
+    tx.drop_inode(entry.attr)
+    pattr = tx.attr(parent)
+    pattr.nlink -= 1
+    tx.touch_dir(pattr, force=True)
+
+
+def drop_link(tx: MetaTx, a: Attr, parent: int) -> None:
+    """One link of non-directory `a` from `parent` is gone: update or free the inode."""
+    a.nlink -= 1
+    if a.nlink == 0:
+        tx.drop_inode(a)
+        return
+    tx.remove_link_parent(a, parent)
+    a.ctime_ns = tx.now
+    tx.put_attr(a)

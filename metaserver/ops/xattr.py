@@ -1,0 +1,65 @@
+"""Extended attributes: get, set (CREATE/REPLACE), list, remove."""
+
+from __future__ import annotations
+
+import errno
+
+from metaserver import schema
+from metaserver.errors import FsError
+from metaserver.ops.metatx import MetaTx
+from metaserver.types import XATTR_LIST_MAX, XATTR_NAME_MAX, XATTR_VALUE_MAX, XattrFlags
+
+
+def _check(name: bytes) -> None:
+    if not name or b"\0" in name:
+        raise FsError(errno.EINVAL, "xattr name is empty or contains NUL")
+    if len(name) > XATTR_NAME_MAX:
+        raise FsError(errno.ERANGE, f"xattr name longer than {XATTR_NAME_MAX} bytes")
+
+
+def getxattr(tx: MetaTx, *, ino: int, name: bytes) -> bytes:
+    _check(name)
+    tx.attr(ino)
+    value = tx.txn.get(schema.xattr_key(ino, name))
+    if value is None:
+        raise FsError(errno.ENODATA, f"no xattr {name!r}")
+    return value
+
+
+def listxattr(tx: MetaTx, *, ino: int) -> list[bytes]:
+    tx.attr(ino)
+    start, end = schema.xattr_range(ino)
+    return [schema.xattr_name(k) for k, _ in tx.txn.scan(start, end)]
+
+
+def setxattr(tx: MetaTx, *, ino: int, name: bytes, value: bytes, flags: int = 0) -> None:
+    _check(name)
+    if flags & ~(XattrFlags.CREATE | XattrFlags.REPLACE):
+        raise FsError(errno.EINVAL, f"unknown xattr flags {flags:#x}")
+    if len(value) > XATTR_VALUE_MAX:
+        raise FsError(errno.E2BIG, f"xattr value larger than {XATTR_VALUE_MAX} bytes")
+    a = tx.attr(ino)
+    key = schema.xattr_key(ino, name)
+    exists = tx.txn.get(key) is not None
+    if flags & XattrFlags.CREATE and exists:
+        raise FsError(errno.EEXIST, f"xattr {name!r} exists")
+    if flags & XattrFlags.REPLACE and not exists:
+        raise FsError(errno.ENODATA, f"no xattr {name!r}")
+    if not exists:
+        names = listxattr(tx, ino=ino)
+        if sum(len(n) + 1 for n in names) + len(name) + 1 > XATTR_LIST_MAX:
+            raise FsError(errno.ENOSPC, "the xattr name list of this inode is full")
+    tx.txn.put(key, bytes(value))
+    a.ctime_ns = tx.now
+    tx.put_attr(a)
+
+
+def removexattr(tx: MetaTx, *, ino: int, name: bytes) -> None:
+    _check(name)
+    a = tx.attr(ino)
+    key = schema.xattr_key(ino, name)
+    if tx.txn.get(key) is None:
+        raise FsError(errno.ENODATA, f"no xattr {name!r}")
+    tx.txn.delete(key)
+    a.ctime_ns = tx.now
+    tx.put_attr(a)

@@ -1,0 +1,203 @@
+"""The runner: the one place that opens, commits and retries transactions.
+
+Every operation call goes through `Runner.call` (one operation), `call_atomic` (many
+operations in one transaction, all or nothing) or `call_many` (independent operations
+whose commits share one log sync). The runner:
+
+* begins a transaction (a read-only snapshot for read operations),
+* for a mutation with a request id, first looks for that id's stored result and returns
+  it instead of running again: a retry after an unknown commit never applies twice,
+* runs the operation, writes the usage delta, the request record and the change record
+  header (operation + request id) in the same transaction, commits,
+* retries conflicts and unknown commits with jittered exponential backoff (tenacity),
+* counts calls, errors, retries and latency (prometheus-client).
+"""
+
+from __future__ import annotations
+
+import errno
+import itertools
+import random
+import struct
+import threading
+import time
+from collections.abc import Callable
+
+import tenacity
+from prometheus_client import Counter, Histogram
+
+from engines.contract import CommitUnknown, Engine, EngineUnavailable, TxnConflict
+from metaserver import schema
+from metaserver.errors import BatchError, FsError
+from metaserver.ops import INTERNAL_OPS, OPS, Op
+from metaserver.ops.metatx import MetaTx, OpContext
+
+OPS_TOTAL = Counter("metaserver_ops_total", "Operations run, by outcome", ["op", "outcome"])
+OP_SECONDS = Histogram("metaserver_op_seconds", "Operation latency including retries", ["op"],
+                       buckets=(.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1,
+                                .25, .5, 1, 2.5))
+RETRIES = Counter("metaserver_txn_retries_total", "Transaction attempts that were retried",
+                  ["op", "reason"])
+
+MAX_ATOMIC_OPS = 256
+MAX_REQUEST_ID = 64
+_RETRYABLE = (TxnConflict, CommitUnknown)
+_HEADER = struct.Struct(">B")
+
+
+def change_header(op: str, request_id: bytes) -> bytes:
+    """Header of the change record: what the follower and audits see of the intent."""
+    name = op.encode()
+    return _HEADER.pack(len(name)) + name + request_id
+
+
+class IdAllocator:
+    """Hands out ids from a counter, reserving `batch` at a time in its own transaction."""
+
+    def __init__(self, runner: "Runner", counter: str, batch: int) -> None:
+        self._runner, self._counter, self._batch = runner, counter, batch
+        self._lock = threading.Lock()
+        self._next = self._end = 0
+
+    def __call__(self) -> int:
+        with self._lock:
+            if self._next >= self._end:
+                self._next = self._runner.call_internal(
+                    "reserve_ids", counter=self._counter, count=self._batch)
+                self._end = self._next + self._batch
+            self._next += 1
+            return self._next - 1
+
+
+class Runner:
+    def __init__(self, engine: Engine, *, max_attempts: int = 50, inode_batch: int = 1024,
+                 dir_mtime_skip_ns: int = 100_000_000) -> None:
+        self.engine = engine
+        self.max_attempts = max_attempts
+        self.writer_id = random.getrandbits(63)
+        self._delta_seq = itertools.count(1).__next__
+        self._dir_mtime_skip_ns = dir_mtime_skip_ns
+        self._alloc_ino = IdAllocator(self, "nextInode", inode_batch)
+        self.call_internal("init_root")
+
+    # --- public entry points ------------------------------------------------------------
+    def call(self, op: str, request_id: bytes = b"", **kwargs):
+        spec = _lookup(op)
+        return self._timed(op, lambda: self._run(
+            op, spec.mutating, request_id, lambda tx: spec.fn(tx, **kwargs)))
+
+    def call_atomic(self, calls: list[tuple[str, dict]], request_id: bytes = b"") -> list:
+        """Run operations in order in one transaction; a failure applies none of them
+        and raises BatchError naming the failed operation's index."""
+        if not calls:
+            return []
+        if len(calls) > MAX_ATOMIC_OPS:
+            raise FsError(errno.E2BIG, f"an atomic batch holds at most {MAX_ATOMIC_OPS} operations")
+        specs = [(_lookup(op), kwargs) for op, kwargs in calls]
+        mutating = any(spec.mutating for spec, _ in specs)
+
+        def body(tx: MetaTx) -> list:
+            results = []
+            for index, (spec, kwargs) in enumerate(specs):
+                try:
+                    results.append(spec.fn(tx, **kwargs))
+                except FsError as exc:
+                    raise BatchError(index, exc) from exc
+            return results
+
+        return self._timed("atomic_batch", lambda: self._run(
+            "atomic_batch", mutating, request_id, body))
+
+    def call_many(self, calls: list[tuple[str, bytes, dict]]) -> list:
+        """Independent operations (op, request id, kwargs), each its own transaction;
+        commits are acknowledged together after one log sync. Each result is the
+        operation's value or the FsError it raised."""
+        results = []
+        for op, request_id, kwargs in calls:
+            try:
+                spec = _lookup(op)
+                results.append(self._timed(op, lambda: self._run(
+                    op, spec.mutating, request_id, lambda tx: spec.fn(tx, **kwargs),
+                    wait_durable=False)))
+            except FsError as exc:
+                results.append(exc)
+        self._durable()
+        return results
+
+    def call_internal(self, op: str, **kwargs):
+        spec = INTERNAL_OPS[op]
+        return self._run(op, spec.mutating, b"", lambda tx: spec.fn(tx, **kwargs))
+
+    # --- machinery ----------------------------------------------------------------------
+    def _timed(self, label: str, fn: Callable):
+        start = time.perf_counter()
+        outcome = "ok"
+        try:
+            return fn()
+        except FsError as exc:
+            outcome = errno.errorcode.get(exc.errno, str(exc.errno))
+            raise
+        except Exception:
+            outcome = "internal"
+            raise
+        finally:
+            OP_SECONDS.labels(label).observe(time.perf_counter() - start)
+            OPS_TOTAL.labels(label, outcome).inc()
+
+    def _run(self, label: str, mutating: bool, request_id: bytes, body: Callable,
+             wait_durable: bool = True):
+        if len(request_id) > MAX_REQUEST_ID:
+            raise FsError(errno.EINVAL, f"request id longer than {MAX_REQUEST_ID} bytes")
+        retrying = tenacity.Retrying(
+            retry=tenacity.retry_if_exception_type(_RETRYABLE),
+            stop=tenacity.stop_after_attempt(self.max_attempts),
+            wait=tenacity.wait_random_exponential(multiplier=0.0002, max=0.05),
+            before_sleep=lambda state: RETRIES.labels(
+                label, type(state.outcome.exception()).__name__).inc(),
+            reraise=True)
+        try:
+            return retrying(self._attempt, label, mutating, request_id, body, wait_durable)
+        except TxnConflict as exc:
+            raise FsError(errno.EAGAIN, f"gave up after {self.max_attempts} conflicting "
+                          "attempts; try again") from exc
+        except CommitUnknown as exc:
+            raise FsError(errno.EIO, f"commit outcome unknown after retries: {exc}") from exc
+        except EngineUnavailable as exc:
+            raise FsError(errno.EIO, f"metadata engine unavailable: {exc}") from exc
+
+    def _attempt(self, label: str, mutating: bool, request_id: bytes, body: Callable,
+                 wait_durable: bool):
+        txn = self.engine.begin() if mutating else self.engine.snapshot()
+        try:
+            if mutating and request_id:
+                prior = txn.get(schema.request_key(request_id))
+                if prior is not None:
+                    txn.rollback()
+                    return schema.decode_result(prior)
+            ctx = OpContext(now_ns=time.time_ns(), alloc_ino=self._alloc_ino,
+                            writer_id=self.writer_id, delta_seq=self._delta_seq,
+                            dir_mtime_skip_ns=self._dir_mtime_skip_ns)
+            tx = MetaTx(txn, ctx)
+            result = body(tx)
+            if mutating:
+                tx.flush_accounting()
+                if request_id:
+                    txn.put(schema.request_key(request_id), schema.encode_result(ctx.now_ns, result))
+        except BaseException:
+            txn.rollback()
+            raise
+        txn.commit(change_header(label, request_id), wait_durable=wait_durable)
+        return result
+
+    def _durable(self) -> None:
+        try:
+            self.engine.wait_durable()
+        except CommitUnknown as exc:
+            raise FsError(errno.EIO, f"log sync failed: {exc}") from exc
+
+
+def _lookup(op: str) -> Op:
+    spec = OPS.get(op)
+    if spec is None:
+        raise FsError(errno.ENOSYS, f"unknown operation {op!r}")
+    return spec

@@ -1,0 +1,224 @@
+"""The key schema and value encodings: the one place that says what is stored where.
+
+Keys are order-preserving byte strings: integers are fixed-width big-endian, so a
+range scan over `A<ino>D` returns a directory's entries sorted by name, and all keys
+of one inode sit together.
+
+| key                         | value                                                   |
+|-----------------------------|---------------------------------------------------------|
+| `A` ino:8 `I`               | attr, ATTR struct below (61 bytes)                      |
+| `A` ino:8 `D` name          | dentry: type:1 ino:8                                    |
+| `A` ino:8 `P` parent:8      | links from that parent: count:4 (non-dirs with nlink>1) |
+| `A` ino:8 `C` index:4       | chunk: slices, 24 bytes each (SLICE struct), in order   |
+| `A` ino:8 `S`               | symlink target                                          |
+| `A` ino:8 `X` name          | xattr value                                             |
+| `C` name                    | counter: value:8 signed (nextInode, nextSlice,          |
+|                             | usedBytes, usedInodes, format)                          |
+| `U` writer:8 n:8            | statfs delta: bytes:8 inodes:8 signed; blind-written by |
+|                             | mutations, folded into the counters by maintenance      |
+| `R` request-id              | idempotency: time_ns:8 + encoded first result           |
+| `\\xff...`                   | owned by the engine layer (change log: engines.contract)|
+
+Hard links: a file with one link keeps its parent in attr.parent; with more, parent
+is 0 and `P` keys count links per parent (they sum to nlink).
+"""
+
+from __future__ import annotations
+
+import marshal
+import struct
+from dataclasses import fields, is_dataclass
+
+from metaserver.types import Attr, CompactResult, DirPage, Entry, FileType, Slice, StatFs
+
+FORMAT_VERSION = 1
+
+_ATTR = struct.Struct(">BHIIqqqIQIQ")
+_DENTRY = struct.Struct(">BQ")
+_SLICE = struct.Struct(">IQIII")
+_I64 = struct.Struct(">q")
+_DELTA = struct.Struct(">qq")
+_COUNT = struct.Struct(">I")
+
+SLICE_SIZE = _SLICE.size
+
+INODE_PREFIX = b"A"
+COUNTER_PREFIX = b"C"
+DELTA_PREFIX = b"U"
+DELTA_END = b"V"
+REQUEST_PREFIX = b"R"
+REQUEST_END = b"S"
+
+
+def _ino(ino: int) -> bytes:
+    return ino.to_bytes(8, "big")
+
+
+def attr_key(ino: int) -> bytes:
+    return b"A" + _ino(ino) + b"I"
+
+
+def dentry_key(parent: int, name: bytes) -> bytes:
+    return b"A" + _ino(parent) + b"D" + name
+
+
+def dentry_range(parent: int) -> tuple[bytes, bytes]:
+    base = b"A" + _ino(parent)
+    return base + b"D", base + b"E"
+
+
+def dentry_name(key: bytes) -> bytes:
+    return key[10:]
+
+
+def parent_key(ino: int, parent: int) -> bytes:
+    return b"A" + _ino(ino) + b"P" + _ino(parent)
+
+
+def parent_range(ino: int) -> tuple[bytes, bytes]:
+    base = b"A" + _ino(ino)
+    return base + b"P", base + b"Q"
+
+
+def parent_of_key(key: bytes) -> int:
+    return int.from_bytes(key[10:18], "big")
+
+
+def chunk_key(ino: int, index: int) -> bytes:
+    return b"A" + _ino(ino) + b"C" + index.to_bytes(4, "big")
+
+
+def chunk_range(ino: int, first: int = 0) -> tuple[bytes, bytes]:
+    return chunk_key(ino, first), b"A" + _ino(ino) + b"D"
+
+
+def symlink_key(ino: int) -> bytes:
+    return b"A" + _ino(ino) + b"S"
+
+
+def xattr_key(ino: int, name: bytes) -> bytes:
+    return b"A" + _ino(ino) + b"X" + name
+
+
+def xattr_range(ino: int) -> tuple[bytes, bytes]:
+    base = b"A" + _ino(ino)
+    return base + b"X", base + b"Y"
+
+
+def xattr_name(key: bytes) -> bytes:
+    return key[10:]
+
+
+def inode_range(ino: int) -> tuple[bytes, bytes]:
+    """Every key of one inode (attr, entries, links, chunks, target, xattrs)."""
+    return b"A" + _ino(ino), b"A" + _ino(ino + 1)
+
+
+def counter_key(name: str) -> bytes:
+    return b"C" + name.encode()
+
+
+def delta_key(writer: int, n: int) -> bytes:
+    return b"U" + writer.to_bytes(8, "big") + n.to_bytes(8, "big")
+
+
+def request_key(request_id: bytes) -> bytes:
+    return b"R" + request_id
+
+
+# --- values -----------------------------------------------------------------------------
+
+def encode_attr(a: Attr) -> bytes:
+    return _ATTR.pack(a.type, a.mode, a.uid, a.gid, a.atime_ns, a.mtime_ns, a.ctime_ns,
+                      a.nlink, a.size, a.rdev, a.parent)
+
+
+def decode_attr(ino: int, data: bytes) -> Attr:
+    t, mode, uid, gid, at, mt, ct, nlink, size, rdev, parent = _ATTR.unpack(data)
+    return Attr(ino, FileType(t), mode, uid, gid, at, mt, ct, nlink, size, rdev, parent)
+
+
+def encode_dentry(type_: FileType, ino: int) -> bytes:
+    return _DENTRY.pack(type_, ino)
+
+
+def decode_dentry(data: bytes) -> tuple[FileType, int]:
+    t, ino = _DENTRY.unpack(data)
+    return FileType(t), ino
+
+
+def encode_slices(slices: list[Slice]) -> bytes:
+    return b"".join(_SLICE.pack(s.pos, s.id, s.size, s.off, s.len) for s in slices)
+
+
+def encode_slice(s: Slice) -> bytes:
+    return _SLICE.pack(s.pos, s.id, s.size, s.off, s.len)
+
+
+def decode_slices(data: bytes) -> list[Slice]:
+    return [Slice(*fields_) for fields_ in _SLICE.iter_unpack(data)]
+
+
+def encode_i64(value: int) -> bytes:
+    return _I64.pack(value)
+
+
+def decode_i64(data: bytes | None) -> int:
+    return _I64.unpack(data)[0] if data else 0
+
+
+def encode_delta(nbytes: int, inodes: int) -> bytes:
+    return _DELTA.pack(nbytes, inodes)
+
+
+def decode_delta(data: bytes) -> tuple[int, int]:
+    return _DELTA.unpack(data)
+
+
+def encode_count(n: int) -> bytes:
+    return _COUNT.pack(n)
+
+
+def decode_count(data: bytes | None) -> int:
+    return _COUNT.unpack(data)[0] if data else 0
+
+
+# --- operation results, stored for idempotent retries -----------------------------------
+
+_RESULT_TYPES = {cls.__name__: cls for cls in (Attr, Entry, DirPage, StatFs, Slice, CompactResult)}
+
+
+def _plain(value):
+    if is_dataclass(value):
+        return (type(value).__name__,) + tuple(_plain(getattr(value, f.name)) for f in fields(value))
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    if isinstance(value, FileType):
+        return int(value)
+    return value
+
+
+def _unplain(value):
+    if isinstance(value, tuple) and value and isinstance(value[0], str):
+        cls = _RESULT_TYPES[value[0]]
+        args = [_unplain(v) for v in value[1:]]
+        if cls is Attr:
+            args[1] = FileType(args[1])
+        if cls is Entry:
+            args[2] = FileType(args[2])
+        return cls(*args)
+    if isinstance(value, list):
+        return [_unplain(v) for v in value]
+    return value
+
+
+def encode_result(time_ns: int, result) -> bytes:
+    return _I64.pack(time_ns) + marshal.dumps(_plain(result))
+
+
+def decode_result(data: bytes):
+    return _unplain(marshal.loads(data[8:]))
+
+
+def result_time(data: bytes) -> int:
+    return _I64.unpack_from(data)[0]
