@@ -184,8 +184,12 @@ def decode_count(data: bytes | None) -> int:
 
 
 # --- operation results, stored for idempotent retries -----------------------------------
+# Entry, Attr and None (most mutations) have compact struct encodings; anything else
+# goes through marshal as nested tuples tagged with the dataclass name.
 
 _RESULT_TYPES = {cls.__name__: cls for cls in (Attr, Entry, DirPage, StatFs, Slice, CompactResult)}
+_RESULT_HEAD = struct.Struct(">qc")
+_INO_TYPE = struct.Struct(">QB")
 
 
 def _plain(value):
@@ -213,12 +217,31 @@ def _unplain(value):
 
 
 def encode_result(time_ns: int, result) -> bytes:
-    return _I64.pack(time_ns) + marshal.dumps(_plain(result))
+    kind = type(result)
+    if result is None:
+        return _RESULT_HEAD.pack(time_ns, b"N")
+    if kind is Attr:
+        return _RESULT_HEAD.pack(time_ns, b"A") + _ino(result.ino) + encode_attr(result)
+    if kind is Entry and result.attr is not None:
+        return (_RESULT_HEAD.pack(time_ns, b"E") + _INO_TYPE.pack(result.ino, result.type)
+                + encode_attr(result.attr) + result.name)
+    return _RESULT_HEAD.pack(time_ns, b"M") + marshal.dumps(_plain(result))
 
 
 def decode_result(data: bytes):
-    return _unplain(marshal.loads(data[8:]))
+    tag = data[8:9]
+    body = data[_RESULT_HEAD.size:]
+    if tag == b"N":
+        return None
+    if tag == b"A":
+        return decode_attr(int.from_bytes(body[:8], "big"), body[8:])
+    if tag == b"E":
+        ino, type_ = _INO_TYPE.unpack_from(body)
+        attr_end = _INO_TYPE.size + _ATTR.size
+        return Entry(body[attr_end:], ino, FileType(type_),
+                     decode_attr(ino, body[_INO_TYPE.size:attr_end]))
+    return _unplain(marshal.loads(body))
 
 
 def result_time(data: bytes) -> int:
-    return _I64.unpack_from(data)[0]
+    return _RESULT_HEAD.unpack_from(data)[0]
