@@ -9,7 +9,7 @@ from metaserver.errors import FsError
 from metaserver.ops.metatx import MetaTx
 from metaserver.types import CHUNK_SIZE, MAX_FILE_SIZE, Attr, FileType, SetAttrMask, Slice
 
-_ALL = SetAttrMask(sum(SetAttrMask))
+_ALL = int(sum(SetAttrMask))   # a plain int: ~ on an IntFlag keeps only known bits
 
 
 def setattr_(tx: MetaTx, *, ino: int, mask: int, mode: int = 0, uid: int = 0, gid: int = 0,

@@ -15,7 +15,7 @@ from metaserver.ops.metatx import MetaTx, check_name
 from metaserver.ops.remove import drop_link
 from metaserver.types import Attr, Entry, RenameFlags
 
-_KNOWN = RenameFlags.NOREPLACE | RenameFlags.EXCHANGE | RenameFlags.WHITEOUT
+_KNOWN = int(RenameFlags.NOREPLACE | RenameFlags.EXCHANGE | RenameFlags.WHITEOUT)  # plain int for ~
 
 
 def rename(tx: MetaTx, *, parent: int, name: bytes, new_parent: int, new_name: bytes,

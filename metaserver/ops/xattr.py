@@ -34,7 +34,7 @@ def listxattr(tx: MetaTx, *, ino: int) -> list[bytes]:
 
 def setxattr(tx: MetaTx, *, ino: int, name: bytes, value: bytes, flags: int = 0) -> None:
     _check(name)
-    if flags & ~(XattrFlags.CREATE | XattrFlags.REPLACE):
+    if flags & ~int(XattrFlags.CREATE | XattrFlags.REPLACE):
         raise FsError(errno.EINVAL, f"unknown xattr flags {flags:#x}")
     if len(value) > XATTR_VALUE_MAX:
         raise FsError(errno.E2BIG, f"xattr value larger than {XATTR_VALUE_MAX} bytes")
