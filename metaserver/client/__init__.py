@@ -1,0 +1,13 @@
+"""Python client for the metaserver API: os-like calls that return metaserver.types
+values and raise OSError subclasses.
+
+    with Client("127.0.0.1:7420") as c:
+        d = c.mkdir(ROOT_INO, "data")
+        c.create(d.ino, "a.txt")
+        names = [e.name for e in c.readdir(d.ino)]
+"""
+
+from metaserver.client.core import Batch, Client, RetryPolicy
+from metaserver.client.operations import Name
+
+__all__ = ["Batch", "Client", "Name", "RetryPolicy"]

@@ -1,0 +1,75 @@
+"""Turn gRPC failures into OSError with the server's errno, and say which are transient.
+
+The server puts the POSIX errno in the `metaserver-errno` trailer (and the failing
+operation of an atomic batch in `metaserver-batch-index`); `OSError(errno, message,
+filename)` then picks the matching subclass (FileNotFoundError, FileExistsError, ...).
+Without the trailer the call never got an answer from the metaserver itself, so the
+errno comes from the status code and the error names the server address.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+from collections.abc import Sequence
+
+import grpc
+
+ERRNO_KEY = "metaserver-errno"
+BATCH_INDEX_KEY = "metaserver-batch-index"
+
+_ERRNO_OF_CODE: dict[grpc.StatusCode, int] = {
+    grpc.StatusCode.NOT_FOUND: errno.ENOENT,
+    grpc.StatusCode.ALREADY_EXISTS: errno.EEXIST,
+    grpc.StatusCode.INVALID_ARGUMENT: errno.EINVAL,
+    grpc.StatusCode.OUT_OF_RANGE: errno.ERANGE,
+    grpc.StatusCode.PERMISSION_DENIED: errno.EACCES,
+    grpc.StatusCode.UNAUTHENTICATED: errno.EACCES,
+    grpc.StatusCode.RESOURCE_EXHAUSTED: errno.ENOSPC,
+    grpc.StatusCode.UNIMPLEMENTED: errno.ENOSYS,
+    grpc.StatusCode.ABORTED: errno.EAGAIN,
+    grpc.StatusCode.CANCELLED: errno.ECANCELED,
+    grpc.StatusCode.DEADLINE_EXCEEDED: errno.ETIMEDOUT,
+    grpc.StatusCode.UNAVAILABLE: errno.EIO,
+}
+
+# Worth another attempt: the server was unreachable, or gave up on a conflict.
+TRANSIENT = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.ABORTED})
+# A mutation that timed out may or may not have been applied; resending it with the
+# same request id settles that, so mutations also retry this one.
+TRANSIENT_MUTATION = TRANSIENT | {grpc.StatusCode.DEADLINE_EXCEEDED}
+
+
+def is_transient(exc: BaseException, mutating: bool) -> bool:
+    return isinstance(exc, grpc.RpcError) and \
+        exc.code() in (TRANSIENT_MUTATION if mutating else TRANSIENT)
+
+
+def oserror(code: int, message: str, target: bytes | str | None,
+            batch_index: int | None = None) -> OSError:
+    """OSError(code, ...) is already the right subclass; `batch_index` says which
+    operation of a batch failed (None outside batches)."""
+    error = OSError(code, message or os.strerror(code),
+                    None if target is None else os.fsdecode(target))
+    error.batch_index = batch_index
+    return error
+
+
+def from_rpc_error(exc: grpc.RpcError, address: str,
+                   targets: Sequence[bytes | None]) -> OSError:
+    """The OSError for a failed call. `targets` are the names the call's operations
+    were about (one for a plain call, one per operation for a batch); the failing one
+    becomes the error's filename. An atomic batch failure also sets `batch_index`."""
+    trailers = dict(exc.trailing_metadata() or ())
+    message = exc.details() or ""
+    if ERRNO_KEY not in trailers:
+        code = _ERRNO_OF_CODE.get(exc.code(), errno.EIO)
+        if exc.code() == grpc.StatusCode.UNAVAILABLE and "connect" in message.lower():
+            code = errno.ECONNREFUSED
+        return oserror(code, message, address)
+    index = int(trailers[BATCH_INDEX_KEY]) if BATCH_INDEX_KEY in trailers else None
+    if index is not None and 0 <= index < len(targets):
+        target = targets[index]
+    else:
+        target = targets[0] if len(targets) == 1 else None
+    return oserror(int(trailers[ERRNO_KEY]), message, target, index)
