@@ -1,0 +1,337 @@
+"""The `metactl` command: look at and change a metaserver's namespace by path.
+
+Paths are absolute in the metaserver (a relative one is taken from the root). A
+failure prints one line, `metactl: <path>: <strerror>`, and exits 1; when the server
+cannot be reached the line names its address instead of the path.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import stat
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+
+import typer
+
+from metaserver.client import Client
+from metaserver.types import Attr, Entry, FileType
+
+DEFAULT_SERVER = "127.0.0.1:7420"
+RM_PAGE = 1000
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="Inspect and change the namespace of a metaserver.")
+xattr_app = typer.Typer(no_args_is_help=True, help="Extended attributes of a path.")
+app.add_typer(xattr_app, name="xattr")
+
+
+class Session:
+    """One command's connection, and the path helpers and error reporting it shares."""
+
+    def __init__(self, address: str) -> None:
+        self.address = address
+        self.client = Client(address)
+
+    @contextmanager
+    def reporting(self, path: str) -> Iterator[None]:
+        """Turn an OSError inside into the one-line message and exit status 1."""
+        try:
+            yield
+        except BrokenPipeError:  # the reader went away (`metactl ls | head`): click's job
+            raise
+        except OSError as exc:
+            # The client names the server address when it could not get an answer.
+            label = self.address if exc.filename == self.address else path
+            typer.echo(f"metactl: {label}: {os.strerror(exc.errno)}", err=True)
+            raise typer.Exit(1) from None
+
+    def resolve(self, path: str) -> Entry:
+        return self.client.resolve(_absolute(path))
+
+    def locate(self, path: str) -> tuple[int, bytes]:
+        """(directory inode, name) of the last component of `path`."""
+        head, _, name = (_absolute(path).rstrip(b"/") or b"/").rpartition(b"/")
+        return self.client.resolve(head or b"/").ino, name
+
+    def destination(self, path: str, name: bytes) -> tuple[int, bytes]:
+        """Where `mv`/`ln` put something called `name` given `path`: inside it if it is
+        a directory, else at it."""
+        try:
+            entry = self.resolve(path)
+        except FileNotFoundError:
+            return self.locate(path)
+        return (entry.ino, name) if entry.type == FileType.DIRECTORY else self.locate(path)
+
+
+def _absolute(path: str) -> bytes:
+    raw = os.fsencode(path)
+    return raw if raw.startswith(b"/") else b"/" + raw
+
+
+def _basename(path: str) -> bytes:
+    return _absolute(path).rstrip(b"/").rpartition(b"/")[2]
+
+
+def _show(name: bytes) -> str:
+    return name.decode("utf-8", "backslashreplace")
+
+
+def _time(ns: int) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ns // 1_000_000_000))
+
+
+def _session(ctx: typer.Context) -> Session:
+    return ctx.find_root().obj
+
+
+def _name_of(s: Session, entry: Entry, name: str) -> str:
+    """`name`, and `-> target` for a symbolic link."""
+    if entry.type == FileType.SYMLINK:
+        return f"{name} -> {_show(s.client.readlink(entry.ino))}"
+    return name
+
+
+@app.callback()
+def _root(ctx: typer.Context,
+          server: str = typer.Option(DEFAULT_SERVER, "--server", envvar="METASERVER_ADDRESS",
+                                     metavar="HOST:PORT", help="The metaserver to talk to.")):
+    session = Session(server)
+    ctx.obj = session
+    ctx.call_on_close(session.client.close)
+
+
+@app.command()
+def mkdir(ctx: typer.Context, paths: list[str],
+          parents: bool = typer.Option(False, "-p", "--parents",
+                                       help="Make missing parents; no error if it exists.")):
+    """Make directories."""
+    s = _session(ctx)
+    for path in paths:
+        with s.reporting(path):
+            if parents:
+                s.client.makedirs(_absolute(path), exist_ok=True)
+            else:
+                s.client.mkdir(*s.locate(path))
+
+
+@app.command()
+def touch(ctx: typer.Context, paths: list[str]):
+    """Create empty files, or set the times of existing ones to now."""
+    s = _session(ctx)
+    for path in paths:
+        with s.reporting(path):
+            parent, name = s.locate(path)
+            try:
+                s.client.create(parent, name)
+            except FileExistsError:
+                ino = s.client.lookup(parent, name).ino
+                s.client.setattr(ino, atime_now=True, mtime_now=True)
+
+
+@app.command()
+def ls(ctx: typer.Context, path: str = typer.Argument("/"),
+       long: bool = typer.Option(False, "-l", help="Mode, links, owner, size, mtime.")):
+    """List a directory (page by page), or show one entry."""
+    s = _session(ctx)
+    with s.reporting(path):
+        entry = s.resolve(path)
+        listing: Iterable[tuple[Entry, str]] = [(entry, path)]
+        if entry.type == FileType.DIRECTORY:
+            listing = ((e, _show(e.name)) for e in s.client.readdir(entry.ino, with_attrs=long))
+        for e, name in listing:
+            if not long:
+                typer.echo(name)
+                continue
+            a = e.attr
+            typer.echo(f"{stat.filemode(a.st_mode)} {a.nlink:>3} {a.uid:>5} {a.gid:>5} "
+                       f"{a.size:>12} {_time(a.mtime_ns)} {_name_of(s, e, name)}")
+
+
+def _stat_value(a: Attr, field: str) -> str:
+    value = getattr(a, field)
+    if field == "type":
+        return value.name.lower()
+    if field == "mode":
+        return f"{value:04o} ({stat.filemode(a.st_mode)})"
+    if field.endswith("time_ns"):
+        return f"{value} ({_time(value)})"
+    return str(value)
+
+
+@app.command("stat")
+def stat_(ctx: typer.Context, path: str):
+    """Show every attribute of a path (symlinks not followed)."""
+    s = _session(ctx)
+    with s.reporting(path):
+        a: Attr = s.resolve(path).attr
+        typer.echo(f"path: {path}")
+        for field in dataclasses.fields(a):
+            typer.echo(f"{field.name}: {_stat_value(a, field.name)}")
+
+
+@app.command()
+def mv(ctx: typer.Context, src: str, dst: str):
+    """Rename SRC to DST, or move it into DST if that is a directory."""
+    s = _session(ctx)
+    with s.reporting(src):
+        parent, name = s.locate(src)
+    with s.reporting(dst):
+        new_parent, new_name = s.destination(dst, name)
+    with s.reporting(src):
+        s.client.rename(parent, name, new_parent, new_name)
+
+
+@app.command()
+def ln(ctx: typer.Context, target: str, link_name: str,
+       symbolic: bool = typer.Option(False, "-s", "--symbolic",
+                                     help="Make a symbolic link holding TARGET as text.")):
+    """Make LINK_NAME (or LINK_NAME/basename if a directory) a link to TARGET."""
+    s = _session(ctx)
+    with s.reporting(target):
+        ino = None if symbolic else s.resolve(target).ino
+    with s.reporting(link_name):
+        parent, name = s.destination(link_name, _basename(target))
+        if symbolic:
+            s.client.symlink(parent, name, target)
+        else:
+            s.client.link(ino, parent, name)
+
+
+@app.command()
+def rm(ctx: typer.Context, paths: list[str],
+       recursive: bool = typer.Option(False, "-r", "-R", "--recursive",
+                                      help="Remove directories and their contents.")):
+    """Remove files (and with -r, directory trees)."""
+    s = _session(ctx)
+    for path in paths:
+        with s.reporting(path):
+            parent, name = s.locate(path)
+            entry = s.client.lookup(parent, name) if recursive else None
+            if entry is not None and entry.type == FileType.DIRECTORY:
+                _remove_tree(s.client, parent, entry)
+            else:
+                s.client.unlink(parent, name)
+
+
+def _remove_tree(client: Client, parent: int, top: Entry) -> None:
+    """Depth first, one page at a time: a page's files go in one batch, its
+    directories on the stack; a directory is re-read from the start until empty,
+    so memory stays at a page per level however big the tree."""
+    stack = [(parent, top.name, top.ino)]
+    while stack:
+        parent_ino, name, ino = stack[-1]
+        entries = client.readdir_page(ino, b"", RM_PAGE).entries
+        if not entries:
+            client.rmdir(parent_ino, name)
+            stack.pop()
+            continue
+        batch = client.batch()
+        for e in entries:
+            if e.type == FileType.DIRECTORY:
+                stack.append((ino, e.name, e.ino))
+            else:
+                batch.unlink(ino, e.name)
+        for result in batch.run():
+            if isinstance(result, OSError) and not isinstance(result, FileNotFoundError):
+                raise result
+
+
+@app.command()
+def rmdir(ctx: typer.Context, paths: list[str]):
+    """Remove empty directories."""
+    s = _session(ctx)
+    for path in paths:
+        with s.reporting(path):
+            s.client.rmdir(*s.locate(path))
+
+
+def _with_last(items: Iterable) -> Iterator[tuple[object, bool]]:
+    """(item, is it the last one) for each item, looking one ahead."""
+    it = iter(items)
+    sentinel = previous = object()
+    for item in it:
+        if previous is not sentinel:
+            yield previous, False
+        previous = item
+    if previous is not sentinel:
+        yield previous, True
+
+
+@app.command()
+def tree(ctx: typer.Context, path: str = typer.Argument("/")):
+    """Show the tree below a directory, streaming it depth first."""
+    s = _session(ctx)
+    with s.reporting(path):
+        top = s.resolve(path)
+        typer.echo(path)
+        counts = {True: 0, False: 0}  # is a directory -> how many
+        stack = []
+        if top.type == FileType.DIRECTORY:
+            stack.append(("", _with_last(s.client.readdir(top.ino))))
+        while stack:
+            prefix, entries = stack[-1]
+            entry, last = next(entries, (None, True))
+            if entry is None:
+                stack.pop()
+                continue
+            branch = "└── " if last else "├── "
+            typer.echo(prefix + branch + _name_of(s, entry, _show(entry.name)))
+            is_dir = entry.type == FileType.DIRECTORY
+            counts[is_dir] += 1
+            if is_dir:
+                stack.append((prefix + ("    " if last else "│   "),
+                              _with_last(s.client.readdir(entry.ino))))
+        dirs, files = counts[True], counts[False]
+        typer.echo(f"\n{dirs} director{'y' if dirs == 1 else 'ies'}, "
+                   f"{files} file{'' if files == 1 else 's'}")
+
+
+@xattr_app.command("get")
+def xattr_get(ctx: typer.Context, path: str, name: str):
+    """Print the value of attribute NAME."""
+    s = _session(ctx)
+    with s.reporting(path):
+        typer.echo(_show(s.client.getxattr(s.resolve(path).ino, name)))
+
+
+@xattr_app.command("set")
+def xattr_set(ctx: typer.Context, path: str, name: str, value: str):
+    """Set attribute NAME to VALUE."""
+    s = _session(ctx)
+    with s.reporting(path):
+        s.client.setxattr(s.resolve(path).ino, name, value)
+
+
+@xattr_app.command("list")
+def xattr_list(ctx: typer.Context, path: str):
+    """Print the attribute names, one a line."""
+    s = _session(ctx)
+    with s.reporting(path):
+        for name in s.client.listxattr(s.resolve(path).ino):
+            typer.echo(_show(name))
+
+
+@xattr_app.command("rm")
+def xattr_rm(ctx: typer.Context, path: str, name: str):
+    """Remove attribute NAME."""
+    s = _session(ctx)
+    with s.reporting(path):
+        s.client.removexattr(s.resolve(path).ino, name)
+
+
+@app.command()
+def statfs(ctx: typer.Context):
+    """Show space and inode usage."""
+    s = _session(ctx)
+    with s.reporting(s.address):
+        usage = s.client.statfs()
+    for what in ("bytes", "inodes"):
+        typer.echo(f"{what}: total {getattr(usage, 'total_' + what)} "
+                   f"used {getattr(usage, 'used_' + what)} avail {getattr(usage, 'avail_' + what)}")
+
+
+def main() -> None:
+    app(prog_name="metactl")
