@@ -1,0 +1,222 @@
+"""Proto <-> domain conversion for every operation, driven by one table.
+
+Each Operation oneof field of the API is one row of OPERATIONS: the RPC taking the same
+request message, the op in OPS it runs, and the reply it builds. Request fields are the
+op's keyword parameters by name and reply fields are the result's attributes by name,
+so rows only spell out where the wire and the op differ (see _WIRE_DIFFERENCES).
+Malformed input is rejected here, with EINVAL, before anything runs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import errno
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+from google.protobuf.descriptor import Descriptor, FieldDescriptor
+from google.protobuf.message import Message
+from google.protobuf.message_factory import GetMessageClass
+
+from metaserver.errors import BatchError, FsError
+from metaserver.ops import OPS
+from metaserver.runner import MAX_REQUEST_ID
+from metaserver.types import Attr, CompactResult, DirPage, Entry, FileType, Slice, StatFs
+from metaserver.v1 import metadata_pb2 as pb
+
+MAX_BATCH_OPS = 10000
+DEFAULT_READDIR_LIMIT = 1000
+SERVICE = pb.DESCRIPTOR.services_by_name["Metadata"]
+# RPCs that are not one operation: the servicer implements them itself.
+NON_OPERATION_RPCS = {"Batch", "Echo"}
+
+# Domain dataclasses and the messages that carry them; fields match by name.
+_MESSAGE_OF_DOMAIN: dict[type, type[Message]] = {
+    Attr: pb.Attr, Entry: pb.Entry, Slice: pb.Slice, DirPage: pb.ReadDirReply,
+    StatFs: pb.StatFsReply, CompactResult: pb.CompactChunkReply,
+}
+_DOMAIN_OF_MESSAGE = {msg.DESCRIPTOR.full_name: cls for cls, msg in _MESSAGE_OF_DOMAIN.items()}
+_FILE_TYPE_ENUM = pb.DESCRIPTOR.enum_types_by_name["FileType"].full_name
+
+
+@dataclass(frozen=True)
+class Operation:
+    """One row of the table: how one operation travels over the wire."""
+    oneof_field: str                    # its field in the Operation oneof (Batch)
+    rpc: str                            # its unary RPC
+    op: str                             # the entry of OPS it runs
+    request: type[Message]
+    reply: type[Message]
+    result_field: str                   # the OperationResult oneof field of its reply
+    fixed: Mapping[str, Any] = field(default_factory=dict)         # kwargs not on the wire
+    zero_means: Mapping[str, Any] = field(default_factory=dict)    # unset (0) -> default
+    from_server: tuple[str, ...] = ()   # kwargs the server's configuration supplies
+    # Reply fields from a result that is not a dataclass with the reply's field names.
+    shape: Callable[[Any, dict], Mapping[str, Any]] | None = None
+
+
+class Call(NamedTuple):
+    """A decoded request: what to run and with which request id and arguments."""
+    spec: Operation
+    request_id: bytes
+    kwargs: dict
+
+
+# Where a wire operation is not simply "the op of the same name, fields as kwargs".
+_WIRE_DIFFERENCES: dict[str, dict[str, Any]] = {
+    "create": dict(op="mknod", fixed={"type": FileType.REGULAR}),
+    "readdir": dict(zero_means={"limit": DEFAULT_READDIR_LIMIT}),
+    "statfs": dict(from_server=("total_bytes", "total_inodes")),
+    "alloc_slice_ids": dict(shape=lambda first, kwargs: {"first": first, "count": kwargs["count"]}),
+}
+
+
+def _build_table() -> dict[str, Operation]:
+    methods_by_request = {m.input_type.full_name: m for m in SERVICE.methods}
+    result_fields = {f.message_type.full_name: f.name
+                     for f in pb.OperationResult.DESCRIPTOR.oneofs_by_name["result"].fields}
+    table = {}
+    for wire in pb.Operation.DESCRIPTOR.oneofs_by_name["op"].fields:
+        method = methods_by_request[wire.message_type.full_name]
+        differences = dict(_WIRE_DIFFERENCES.get(wire.name, {}))
+        op = differences.pop("op", wire.name)
+        if op not in OPS:
+            raise RuntimeError(f"Operation field {wire.name!r} names no operation {op!r}")
+        table[wire.name] = Operation(
+            oneof_field=wire.name, rpc=method.name, op=op,
+            request=GetMessageClass(method.input_type), reply=GetMessageClass(method.output_type),
+            result_field=result_fields[method.output_type.full_name], **differences)
+    uncovered = {m.name for m in SERVICE.methods} - NON_OPERATION_RPCS \
+        - {spec.rpc for spec in table.values()}
+    if uncovered:
+        raise RuntimeError(f"RPCs without an Operation field: {sorted(uncovered)}")
+    return table
+
+
+OPERATIONS: dict[str, Operation] = _build_table()
+
+
+# --- domain <-> message, field by field ----------------------------------------------------
+
+def file_type(value: int) -> FileType:
+    try:
+        return FileType(value)
+    except ValueError:
+        raise FsError(errno.EINVAL, f"file type {value} is unspecified or unknown") from None
+
+
+def _value_from_wire(fd: FieldDescriptor, value: Any) -> Any:
+    if fd.message_type is not None:
+        return [to_domain(v) for v in value] if fd.is_repeated else to_domain(value)
+    if fd.enum_type is not None and fd.enum_type.full_name == _FILE_TYPE_ENUM:
+        return file_type(value)
+    return list(value) if fd.is_repeated else value
+
+
+def to_domain(msg: Message) -> Any:
+    """A message of _MESSAGE_OF_DOMAIN as its domain dataclass."""
+    cls = _DOMAIN_OF_MESSAGE[msg.DESCRIPTOR.full_name]
+    fds = msg.DESCRIPTOR.fields_by_name
+    values = {}
+    for f in dataclasses.fields(cls):
+        fd = fds[f.name]
+        unset = fd.message_type is not None and not fd.is_repeated and not msg.HasField(f.name)
+        values[f.name] = None if unset else _value_from_wire(fd, getattr(msg, f.name))
+    return cls(**values)
+
+
+def _source_fields(value: Any, descriptor: Descriptor) -> Mapping[str, Any]:
+    """The reply fields `value` provides: a dataclass's attributes, a mapping's items,
+    or, for a plain value, the one field of a single-field reply."""
+    if value is None:
+        return {}
+    if isinstance(value, Mapping):
+        return value
+    if dataclasses.is_dataclass(value):
+        return {fd.name: getattr(value, fd.name) for fd in descriptor.fields}
+    (only,) = descriptor.fields
+    return {only.name: value}
+
+
+def to_message(value: Any, cls: type[Message]) -> Message:
+    """A domain value (dataclass, mapping, plain value or None) as message `cls`."""
+    msg = cls()
+    for name, item in _source_fields(value, cls.DESCRIPTOR).items():
+        if item is None:
+            continue
+        fd = cls.DESCRIPTOR.fields_by_name[name]
+        if fd.message_type is not None:
+            sub = GetMessageClass(fd.message_type)
+            if fd.is_repeated:
+                getattr(msg, name).extend(to_message(v, sub) for v in item)
+            else:
+                getattr(msg, name).CopyFrom(to_message(item, sub))
+        elif fd.is_repeated:
+            getattr(msg, name).extend(item)
+        else:
+            setattr(msg, name, item)
+    return msg
+
+
+def check_request_id(request_id: bytes) -> bytes:
+    if len(request_id) > MAX_REQUEST_ID:
+        raise FsError(errno.EINVAL, f"request id longer than {MAX_REQUEST_ID} bytes")
+    return request_id
+
+
+# --- requests and replies of operations ----------------------------------------------------
+
+class Codec:
+    """Decodes requests into runner calls and encodes results, for one server."""
+
+    def __init__(self, *, total_bytes: int, total_inodes: int) -> None:
+        self._server_kwargs = {"total_bytes": total_bytes, "total_inodes": total_inodes}
+
+    def decode(self, spec: Operation, request: Message) -> Call:
+        request_id = b""
+        kwargs = {}
+        for fd in request.DESCRIPTOR.fields:
+            value = getattr(request, fd.name)
+            if fd.name == "request_id":
+                request_id = check_request_id(value)
+            elif fd.message_type is not None and not request.HasField(fd.name):
+                raise FsError(errno.EINVAL, f"{spec.rpc}: field {fd.name!r} is required")
+            else:
+                kwargs[fd.name] = _value_from_wire(fd, value)
+        for name, default in spec.zero_means.items():
+            kwargs[name] = kwargs[name] or default
+        kwargs.update(spec.fixed)
+        kwargs.update({name: self._server_kwargs[name] for name in spec.from_server})
+        return Call(spec, request_id, kwargs)
+
+    def decode_operation(self, operation: pb.Operation) -> Call:
+        name = operation.WhichOneof("op")
+        if name is None:
+            raise FsError(errno.EINVAL, "empty Operation: no operation set")
+        return self.decode(OPERATIONS[name], getattr(operation, name))
+
+    def decode_batch(self, request: pb.BatchRequest) -> list[Call]:
+        """Every operation of a batch, or BatchError naming the first malformed one."""
+        if len(request.ops) > MAX_BATCH_OPS:
+            raise FsError(errno.E2BIG, f"a batch holds at most {MAX_BATCH_OPS} operations")
+        check_request_id(request.request_id)
+        calls = []
+        for index, operation in enumerate(request.ops):
+            try:
+                calls.append(self.decode_operation(operation))
+            except FsError as exc:
+                raise BatchError(index, exc) from exc
+        return calls
+
+    @staticmethod
+    def encode(call: Call, result: Any) -> Message:
+        shaped = call.spec.shape(result, call.kwargs) if call.spec.shape else result
+        return to_message(shaped, call.spec.reply)
+
+    @classmethod
+    def encode_result(cls, call: Call, result: Any) -> pb.OperationResult:
+        """One Batch result: the reply, or the FsError the operation raised."""
+        if isinstance(result, FsError):
+            return pb.OperationResult(error=pb.Error(errno=result.errno, message=result.message))
+        return pb.OperationResult(**{call.spec.result_field: cls.encode(call, result)})

@@ -1,0 +1,63 @@
+"""The Metadata gRPC servicer: decode, run on the Runner, encode; nothing else.
+
+The unary handlers are made from the codec's table, one per operation; Batch and Echo
+are the only handlers written out. Errors leave through service.errors.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+
+import grpc
+
+from metaserver.errors import FsError
+from metaserver.runner import Runner
+from metaserver.service.codec import OPERATIONS, Codec, Operation
+from metaserver.service.errors import abort_internal, abort_with
+from metaserver.v1 import metadata_pb2 as pb
+
+Handler = Callable[[object, grpc.ServicerContext], object]
+
+
+def _reporting_errors(method: str, handler: Handler) -> Handler:
+    """Wrap a handler so FsErrors become statuses and anything else becomes INTERNAL."""
+    @functools.wraps(handler)
+    def wrapped(request, context: grpc.ServicerContext):
+        try:
+            return handler(request, context)
+        except FsError as exc:
+            abort_with(context, exc)
+        except Exception:
+            abort_internal(context, method)
+    return wrapped
+
+
+class MetadataServicer:
+    """Serves metaserver.v1.Metadata; each RPC is an attribute named like the RPC."""
+
+    def __init__(self, runner: Runner, codec: Codec) -> None:
+        self.runner = runner
+        self.codec = codec
+        for spec in OPERATIONS.values():
+            setattr(self, spec.rpc, _reporting_errors(spec.rpc, functools.partial(self._unary, spec)))
+        self.Batch = _reporting_errors("Batch", self._batch)
+
+    def _unary(self, spec: Operation, request, context: grpc.ServicerContext):
+        call = self.codec.decode(spec, request)
+        return self.codec.encode(call, self.runner.call(spec.op, call.request_id, **call.kwargs))
+
+    def _batch(self, request: pb.BatchRequest, context: grpc.ServicerContext) -> pb.BatchReply:
+        calls = self.codec.decode_batch(request)
+        if request.atomic:
+            results = self.runner.call_atomic([(c.spec.op, c.kwargs) for c in calls],
+                                              request.request_id)
+        else:
+            results = self.runner.call_many([(c.spec.op, c.request_id, c.kwargs) for c in calls])
+        return pb.BatchReply(results=[self.codec.encode_result(call, result)
+                                      for call, result in zip(calls, results)])
+
+    @staticmethod
+    def Echo(request: pb.EchoRequest, context: grpc.ServicerContext) -> pb.EchoReply:
+        return pb.EchoReply(payload=request.payload)
+
