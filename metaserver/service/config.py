@@ -1,0 +1,79 @@
+"""Server configuration: one dataclass, loadable from TOML, overridable by flags."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from dataclasses import dataclass
+from typing import Any
+
+DEFAULT_DATA_DIR = "./metaserver-data"
+
+
+class ConfigError(ValueError):
+    """The configuration cannot be used; the message says why, in one line."""
+
+
+@dataclass
+class ServerConfig:
+    meta_url: str = ""                   # engine URL; empty: rocksdb://<data_dir>
+    data_dir: str = DEFAULT_DATA_DIR     # only used to derive meta_url
+    listen: str = "127.0.0.1:7420"       # host:port; port 0 picks a free one
+    workers: int = 16                    # gRPC handler threads
+    total_bytes: int = 1 << 50           # capacity statfs reports
+    total_inodes: int = 1 << 40
+    request_ttl_s: float = 3600          # how long idempotency records are kept
+    changelog_keep: int = 1_000_000      # change records kept by trimming
+    maintenance_interval_s: float = 5
+    dir_mtime_skip_ms: float = 100       # see OpContext.dir_mtime_skip_ns
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            expected = _TYPES[f.type]
+            if isinstance(value, bool) or not isinstance(value, expected):
+                raise ConfigError(f"{f.name} must be {f.type}, not {value!r}")
+        self.data_dir = os.path.abspath(self.data_dir)
+        if not self.meta_url:
+            self.meta_url = f"rocksdb://{self.data_dir}"
+        host, _, port = self.listen.rpartition(":")
+        if not host or not port.isdigit() or int(port) > 65535:
+            raise ConfigError(f"listen must be HOST:PORT, not {self.listen!r}")
+        for name in ("workers", "maintenance_interval_s", "request_ttl_s"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"{name} must be positive")
+        for name in ("total_bytes", "total_inodes", "changelog_keep", "dir_mtime_skip_ms"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name} must not be negative")
+
+
+# Field annotations are strings (postponed evaluation); these are what they accept.
+_TYPES: dict[str, type | tuple[type, ...]] = {"str": str, "int": int, "float": (int, float)}
+
+
+def load_config(path: str | None = None, **overrides: Any) -> ServerConfig:
+    """The configuration from TOML file `path` (keys are field names), with the
+    overrides that are not None on top. A data_dir override without a meta_url override
+    also replaces the file's meta_url: the data directory given last wins."""
+    values: dict[str, Any] = {}
+    if path is not None:
+        try:
+            with open(path, "rb") as f:
+                values = tomllib.load(f)
+        except OSError as exc:
+            raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from exc
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file {path} is not valid TOML: {exc}") from exc
+    given = {k: v for k, v in overrides.items() if v is not None}
+    if "meta_url" in given and "data_dir" in given:
+        raise ConfigError("give a meta URL or a data directory, not both")
+    if "data_dir" in given:
+        values.pop("meta_url", None)
+    values.update(given)
+    known = {f.name for f in dataclasses.fields(ServerConfig)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ConfigError(f"unknown configuration keys: {', '.join(unknown)} "
+                          f"(known: {', '.join(sorted(known))})")
+    return ServerConfig(**values)

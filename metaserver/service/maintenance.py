@@ -1,0 +1,79 @@
+"""Background housekeeping: fold usage deltas, expire idempotency records, trim the
+change log, on a timer in one daemon thread. A failing task is logged and retried at
+the next round; it never stops the thread or the server."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+from metaserver.runner import Runner
+
+log = logging.getLogger(__name__)
+
+FOLD_PAGE = 10000       # usage deltas folded per transaction
+
+
+class Maintenance:
+    def __init__(self, runner: Runner, *, interval_s: float, request_ttl_s: float,
+                 changelog_keep: int) -> None:
+        self.runner = runner
+        self.interval_s = interval_s
+        self.request_ttl_ns = int(request_ttl_s * 1e9)
+        self.changelog_keep = changelog_keep
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="metaserver-maintenance",
+                                        daemon=True)
+        self._tasks: list[tuple[str, Callable[[], object]]] = [
+            ("fold usage deltas", self.fold_usage),
+            ("expire request records", self.expire_requests),
+            ("trim change log", self.trim_changes),
+        ]
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join()
+
+    def run_once(self) -> None:
+        for what, task in self._tasks:
+            if self._stop.is_set():
+                return
+            try:
+                task()
+            except Exception:
+                log.exception("maintenance: %s failed", what)
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            self.run_once()
+
+    def fold_usage(self) -> int:
+        """Fold every usage delta into the counters, a page per transaction."""
+        total = 0
+        while not self._stop.is_set():
+            folded = self.runner.call_internal("fold_usage", limit=FOLD_PAGE)
+            total += folded
+            if folded < FOLD_PAGE:
+                break
+        return total
+
+    def expire_requests(self) -> int:
+        """Delete request records older than the TTL, a page per transaction."""
+        older_than_ns = time.time_ns() - self.request_ttl_ns
+        total, cursor = 0, b""
+        while not self._stop.is_set():
+            deleted, cursor = self.runner.call_internal(
+                "expire_requests", older_than_ns=older_than_ns, after=cursor)
+            total += deleted
+            if not cursor:
+                break
+        return total
+
+    def trim_changes(self) -> int:
+        return self.runner.engine.trim_changes(self.changelog_keep)

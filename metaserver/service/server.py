@@ -1,0 +1,159 @@
+"""Run the gRPC server: wire engine, runner, servicer, health, reflection and
+maintenance together (`start`), and serve until a signal says stop (`serve`)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from engines import open_engine
+from engines.contract import Engine, EngineError
+from metaserver import __version__
+from metaserver.errors import FsError
+from metaserver.runner import Runner
+from metaserver.service.codec import SERVICE, Codec
+from metaserver.service.config import ServerConfig
+from metaserver.service.maintenance import Maintenance
+from metaserver.service.servicer import MetadataServicer
+from metaserver.v1 import metadata_pb2_grpc as pb_grpc
+
+log = logging.getLogger("metaserver")
+
+EXIT_START_FAILED = 2
+# Health is reported for the server as a whole ("") and for the API service.
+HEALTH_SERVICES = ("", SERVICE.full_name)
+
+
+class StartError(Exception):
+    """The server could not start; the message is one line for the operator."""
+
+
+@dataclass
+class RunningServer:
+    server: grpc.Server
+    executor: ThreadPoolExecutor
+    health: health.HealthServicer
+    maintenance: Maintenance
+    runner: Runner
+    host: str
+    port: int
+    _stop_lock: threading.Lock = field(default_factory=threading.Lock)
+    _stopped: threading.Event = field(default_factory=threading.Event)
+
+    @property
+    def engine(self) -> Engine:
+        return self.runner.engine
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    def stop(self, grace: float = 5) -> None:
+        """Drain and stop: report NOT_SERVING, let calls finish for up to `grace`
+        seconds, wait for handler threads, then stop maintenance and close the engine."""
+        with self._stop_lock:
+            if self._stopped.is_set():
+                return
+            self.health.enter_graceful_shutdown()
+            self.server.stop(grace).wait()
+            # Handlers cut off by the grace period still run: never close the engine under them.
+            self.executor.shutdown(wait=True)
+            self.maintenance.stop()
+            self.engine.close()
+            self._stopped.set()
+
+    def wait(self) -> None:
+        """Block until stop() has finished."""
+        self._stopped.wait()
+
+
+def describe_engine(url: str) -> str:
+    """`engine=KIND data=WHERE` for the log, without credentials the URL may carry."""
+    parts = urlsplit(url)
+    if parts.scheme.startswith("rocksdb"):
+        where = os.path.abspath(parts.netloc + parts.path)
+    else:
+        host = parts.hostname or ""
+        where = (f"{host}:{parts.port}" if parts.port else host) + parts.path
+    return f"engine={parts.scheme} data={where}" if where else f"engine={parts.scheme}"
+
+
+def _open_runner(config: ServerConfig) -> Runner:
+    try:
+        engine = open_engine(config.meta_url)
+    except (EngineError, OSError) as exc:
+        raise StartError(f"cannot open metadata engine {describe_engine(config.meta_url)}: "
+                         f"{exc}") from exc
+    try:
+        return Runner(engine, dir_mtime_skip_ns=int(config.dir_mtime_skip_ms * 1e6))
+    except (FsError, EngineError) as exc:
+        engine.close()
+        raise StartError(f"cannot use metadata engine {describe_engine(config.meta_url)}: "
+                         f"{exc}") from exc
+
+
+def _bind(server: grpc.Server, listen: str) -> int:
+    try:
+        port = server.add_insecure_port(listen)
+    except RuntimeError as exc:
+        raise StartError(f"cannot listen on {listen}: {exc}") from exc
+    if port == 0:
+        raise StartError(f"cannot listen on {listen}")
+    return port
+
+
+def start(config: ServerConfig) -> RunningServer:
+    """Open the engine and start serving on config.listen; raises StartError."""
+    runner = _open_runner(config)
+    executor = ThreadPoolExecutor(config.workers, thread_name_prefix="metaserver-rpc")
+    # Without SO_REUSEPORT a second server on a busy port fails instead of sharing it.
+    server = grpc.server(executor, options=[("grpc.so_reuseport", 0)])
+    try:
+        port = _bind(server, config.listen)
+    except StartError:
+        executor.shutdown()
+        runner.engine.close()
+        raise
+    servicer = MetadataServicer(runner, Codec(total_bytes=config.total_bytes,
+                                              total_inodes=config.total_inodes))
+    pb_grpc.add_MetadataServicer_to_server(servicer, server)
+    health_servicer = health.HealthServicer(experimental_non_blocking=True)
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection(
+        (SERVICE.full_name, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
+    maintenance = Maintenance(runner, interval_s=config.maintenance_interval_s,
+                              request_ttl_s=config.request_ttl_s,
+                              changelog_keep=config.changelog_keep)
+    server.start()
+    maintenance.start()
+    for name in HEALTH_SERVICES:
+        health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    host = config.listen.rpartition(":")[0]
+    return RunningServer(server, executor, health_servicer, maintenance, runner, host, port)
+
+
+def serve(config: ServerConfig, grace: float = 5) -> int:
+    """Serve until SIGTERM or SIGINT, then stop gracefully; returns the exit code."""
+    try:
+        running = start(config)
+    except StartError as exc:
+        log.error("metaserver: %s", exc)
+        return EXIT_START_FAILED
+    log.info("metaserver %s serving on %s %s", __version__, running.address,
+             describe_engine(config.meta_url))
+    stop_requested = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop_requested.set())
+    stop_requested.wait()
+    log.info("metaserver stopping")
+    running.stop(grace)
+    return 0
