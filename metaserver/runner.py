@@ -114,15 +114,17 @@ class Runner:
         commits are acknowledged together after one log sync. Each result is the
         operation's value or the FsError it raised."""
         results = []
-        for op, request_id, kwargs in calls:
-            try:
-                spec = _lookup(op)
-                results.append(self._timed(op, lambda: self._run(
-                    op, spec.mutating, request_id, lambda tx: spec.fn(tx, **kwargs),
-                    wait_durable=False)))
-            except FsError as exc:
-                results.append(exc)
-        self._durable()
+        try:
+            for op, request_id, kwargs in calls:
+                try:
+                    spec = _lookup(op)
+                    results.append(self._timed(op, lambda: self._run(
+                        op, spec.mutating, request_id, lambda tx: spec.fn(tx, **kwargs),
+                        wait_durable=False)))
+                except FsError as exc:
+                    results.append(exc)
+        finally:   # whatever happened, nothing is acknowledged before it is durable
+            self._durable()
         return results
 
     def call_internal(self, op: str, **kwargs):
@@ -180,6 +182,11 @@ class Runner:
                 prior = txn.get(schema.request_key(request_id))
                 if prior is not None:
                     txn.rollback()
+                    if schema.result_op(prior) != label:
+                        raise FsError(errno.EINVAL, f"request id already used by "
+                                      f"{schema.result_op(prior)!r}, not {label!r}")
+                    if wait_durable:    # the first attempt may still await its log sync
+                        self._durable()
                     return schema.decode_result(prior)
             ctx = OpContext(now_ns=time.time_ns(), alloc_ino=self._alloc_ino,
                             writer_id=self.writer_id, delta_seq=self._delta_seq,
@@ -189,7 +196,8 @@ class Runner:
             if mutating:
                 tx.flush_accounting()
                 if request_id:
-                    txn.put(schema.request_key(request_id), schema.encode_result(ctx.now_ns, result))
+                    txn.put(schema.request_key(request_id),
+                            schema.encode_result(ctx.now_ns, label, result))
         except BaseException:
             txn.rollback()
             raise

@@ -16,7 +16,7 @@ of one inode sit together.
 |                             | usedBytes, usedInodes, format)                          |
 | `U` writer:8 n:8            | statfs delta: bytes:8 inodes:8 signed; blind-written by |
 |                             | mutations, folded into the counters by maintenance      |
-| `R` request-id              | idempotency: time_ns:8 + encoded first result           |
+| `R` request-id              | idempotency: time_ns:8, op, encoded first result        |
 | `\\xff...`                   | owned by the engine layer (change log: engines.contract)|
 
 Hard links: a file with one link keeps its parent in attr.parent; with more, parent
@@ -188,7 +188,7 @@ def decode_count(data: bytes | None) -> int:
 # goes through marshal as nested tuples tagged with the dataclass name.
 
 _RESULT_TYPES = {cls.__name__: cls for cls in (Attr, Entry, DirPage, StatFs, Slice, CompactResult)}
-_RESULT_HEAD = struct.Struct(">qc")
+_RESULT_HEAD = struct.Struct(">q16pc")    # time, operation name, result kind
 _INO_TYPE = struct.Struct(">QB")
 
 
@@ -216,20 +216,25 @@ def _unplain(value):
     return value
 
 
-def encode_result(time_ns: int, result) -> bytes:
+def encode_result(time_ns: int, op: str, result) -> bytes:
     kind = type(result)
+    name = op.encode()
     if result is None:
-        return _RESULT_HEAD.pack(time_ns, b"N")
+        return _RESULT_HEAD.pack(time_ns, name, b"N")
     if kind is Attr:
-        return _RESULT_HEAD.pack(time_ns, b"A") + _ino(result.ino) + encode_attr(result)
+        return _RESULT_HEAD.pack(time_ns, name, b"A") + _ino(result.ino) + encode_attr(result)
     if kind is Entry and result.attr is not None:
-        return (_RESULT_HEAD.pack(time_ns, b"E") + _INO_TYPE.pack(result.ino, result.type)
+        return (_RESULT_HEAD.pack(time_ns, name, b"E") + _INO_TYPE.pack(result.ino, result.type)
                 + encode_attr(result.attr) + result.name)
-    return _RESULT_HEAD.pack(time_ns, b"M") + marshal.dumps(_plain(result))
+    return _RESULT_HEAD.pack(time_ns, name, b"M") + marshal.dumps(_plain(result))
+
+
+def result_op(data: bytes) -> str:
+    return _RESULT_HEAD.unpack_from(data)[1].decode()
 
 
 def decode_result(data: bytes):
-    tag = data[8:9]
+    tag = _RESULT_HEAD.unpack_from(data)[2]
     body = data[_RESULT_HEAD.size:]
     if tag == b"N":
         return None

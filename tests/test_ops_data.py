@@ -174,3 +174,11 @@ def test_unknown_operation_and_oversized_request_id(runner):
     with pytest.raises(FsError) as e:
         runner.call("mknod", b"x" * 65, parent=1, name=b"f")
     assert e.value.errno == errno.EINVAL
+
+
+def test_request_id_reused_for_another_operation_is_refused(runner):
+    runner.call("mknod", b"shared-id", parent=1, name=b"f")
+    with pytest.raises(FsError) as e:
+        runner.call("unlink", b"shared-id", parent=1, name=b"f")
+    assert e.value.errno == errno.EINVAL
+    assert runner.call("lookup", parent=1, name=b"f").name == b"f"
