@@ -41,10 +41,13 @@ def serve_command(
     config: str | None = typer.Option(None, "--config", help="TOML file of server settings."),
     data_dir: str | None = typer.Option(
         None, "--data-dir", help="Data directory of the default RocksDB engine."),
+    metrics_listen: str | None = typer.Option(
+        None, "--metrics-listen", help="HOST:PORT to serve Prometheus /metrics on."),
 ) -> None:
     """Serve the metadata API over gRPC until SIGTERM or SIGINT."""
     try:
-        server_config = load_config(config, meta_url=meta_url, listen=listen, data_dir=data_dir)
+        server_config = load_config(config, meta_url=meta_url, listen=listen, data_dir=data_dir,
+                                    metrics_listen=metrics_listen)
     except ConfigError as exc:
         typer.echo(f"metaserver: {exc}", err=True)
         raise typer.Exit(EXIT_USAGE) from None

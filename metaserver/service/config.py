@@ -27,6 +27,8 @@ class ServerConfig:
     changelog_keep: int = 1_000_000      # change records kept by trimming
     maintenance_interval_s: float = 5
     dir_mtime_skip_ms: float = 100       # see OpContext.dir_mtime_skip_ns
+    metrics_listen: str = ""             # HOST:PORT for Prometheus /metrics; empty: off
+    max_message_mb: int = 64             # largest gRPC request or reply
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
@@ -37,15 +39,21 @@ class ServerConfig:
         self.data_dir = os.path.abspath(self.data_dir)
         if not self.meta_url:
             self.meta_url = f"rocksdb://{self.data_dir}"
-        host, _, port = self.listen.rpartition(":")
-        if not host or not port.isdigit() or int(port) > 65535:
+        if not _is_host_port(self.listen):
             raise ConfigError(f"listen must be HOST:PORT, not {self.listen!r}")
-        for name in ("workers", "maintenance_interval_s", "request_ttl_s"):
+        if self.metrics_listen and not _is_host_port(self.metrics_listen):
+            raise ConfigError(f"metrics_listen must be HOST:PORT, not {self.metrics_listen!r}")
+        for name in ("workers", "maintenance_interval_s", "request_ttl_s", "max_message_mb"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be positive")
         for name in ("total_bytes", "total_inodes", "changelog_keep", "dir_mtime_skip_ms"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must not be negative")
+
+
+def _is_host_port(value: str) -> bool:
+    host, _, port = value.rpartition(":")
+    return bool(host) and port.isdigit() and int(port) <= 65535
 
 
 # Field annotations are strings (postponed evaluation); these are what they accept.

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 import grpc
+import prometheus_client
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
@@ -111,14 +112,28 @@ def _bind(server: grpc.Server, listen: str) -> int:
     return port
 
 
+def _serve_metrics(listen: str) -> None:
+    """Prometheus /metrics over HTTP (prometheus-client's own server thread)."""
+    host, _, port = listen.rpartition(":")
+    try:
+        prometheus_client.start_http_server(int(port), addr=host.strip("[]"))
+    except OSError as exc:
+        raise StartError(f"cannot serve metrics on {listen}: {exc.strerror}") from exc
+
+
 def start(config: ServerConfig) -> RunningServer:
     """Open the engine and start serving on config.listen; raises StartError."""
     runner = _open_runner(config)
     executor = ThreadPoolExecutor(config.workers, thread_name_prefix="metaserver-rpc")
+    message_bytes = config.max_message_mb << 20
     # Without SO_REUSEPORT a second server on a busy port fails instead of sharing it.
-    server = grpc.server(executor, options=[("grpc.so_reuseport", 0)])
+    server = grpc.server(executor, options=[("grpc.so_reuseport", 0),
+                                            ("grpc.max_receive_message_length", message_bytes),
+                                            ("grpc.max_send_message_length", message_bytes)])
     try:
         port = _bind(server, config.listen)
+        if config.metrics_listen:
+            _serve_metrics(config.metrics_listen)
     except StartError:
         executor.shutdown()
         runner.engine.close()
