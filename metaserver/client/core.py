@@ -98,19 +98,19 @@ class Client(Operations):
         fields; a mutation without a `request_id` field gets a fresh one."""
         return self._op(op, None, **fields)
 
-    def _op(self, op: str, target: bytes | None, **fields):
+    def _op(self, op: str, subject: bytes | None, /, **fields):
         call = wire.CALLS[op]
         if call.mutating:
             fields.setdefault("request_id", self.new_request_id())
-        return call.result(self._rpc(call.rpc, _message(call.request, target, fields),
-                                     call.mutating, [target]))
+        return call.result(self._rpc(call.rpc, _message(call.request, subject, fields),
+                                     call.mutating, [subject]))
 
-    def _rpc(self, rpc: str, request, mutating: bool, targets: Sequence[bytes | None]):
+    def _rpc(self, rpc: str, request, mutating: bool, subjects: Sequence[bytes | None]):
         method = getattr(self._stub, rpc)
         try:
             return self.retry.run(method, mutating, request, timeout=self.timeout)
         except grpc.RpcError as exc:
-            raise errors.from_rpc_error(exc, self.address, targets) from None
+            raise errors.from_rpc_error(exc, self.address, subjects) from None
 
     # --- more than one call -------------------------------------------------------------
     def readdir(self, ino: int, *, with_attrs: bool = False,
@@ -167,12 +167,13 @@ class Batch(Operations):
     def __len__(self) -> int:
         return len(self._ops)
 
-    def _op(self, op: str, target: bytes | None, **fields) -> Batch:
+    def _op(self, op: str, subject: bytes | None, /, **fields) -> Batch:
         call = wire.CALLS[op]
         # An atomic batch is idempotent by its own id; ids inside it are ignored.
         if call.mutating and not self.atomic:
             fields["request_id"] = self.client.new_request_id()
-        self._ops.append((op, target, pb.Operation(**{op: _message(call.request, target, fields)})))
+        request = _message(call.request, subject, fields)
+        self._ops.append((op, subject, pb.Operation(**{op: request})))
         return self
 
     def run(self) -> list:
@@ -181,21 +182,22 @@ class Batch(Operations):
         request = pb.BatchRequest(ops=[operation for _, _, operation in self._ops],
                                   atomic=self.atomic,
                                   request_id=self.client.new_request_id() if self.atomic else b"")
-        reply = self.client._rpc("Batch", request, True, [target for _, target, _ in self._ops])
+        reply = self.client._rpc("Batch", request, True,
+                                 [subject for _, subject, _ in self._ops])
         return [self._result(index, result) for index, result in enumerate(reply.results)]
 
     def _result(self, index: int, result: pb.OperationResult):
-        op, target, _ = self._ops[index]
+        op, subject, _ = self._ops[index]
         kind = result.WhichOneof("result")
         if kind == "error":
-            return errors.oserror(result.error.errno, result.error.message, target, index)
+            return errors.oserror(result.error.errno, result.error.message, subject, index)
         return wire.CALLS[op].result(getattr(result, kind))
 
 
-def _message(request_type: type, target: bytes | None, fields: dict):
+def _message(request_type: type, subject: bytes | None, fields: dict):
     """The request message; a value protobuf cannot carry (negative, too large) is an
     invalid argument, reported like the server would."""
     try:
         return request_type(**fields)
     except ValueError as exc:
-        raise errors.oserror(errno.EINVAL, str(exc), target) from None
+        raise errors.oserror(errno.EINVAL, str(exc), subject) from None

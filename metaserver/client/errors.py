@@ -45,19 +45,19 @@ def is_transient(exc: BaseException, mutating: bool) -> bool:
         exc.code() in (TRANSIENT_MUTATION if mutating else TRANSIENT)
 
 
-def oserror(code: int, message: str, target: bytes | str | None,
+def oserror(code: int, message: str, subject: bytes | str | None,
             batch_index: int | None = None) -> OSError:
     """OSError(code, ...) is already the right subclass; `batch_index` says which
     operation of a batch failed (None outside batches)."""
     error = OSError(code, message or os.strerror(code),
-                    None if target is None else os.fsdecode(target))
+                    None if subject is None else os.fsdecode(subject))
     error.batch_index = batch_index
     return error
 
 
 def from_rpc_error(exc: grpc.RpcError, address: str,
-                   targets: Sequence[bytes | None]) -> OSError:
-    """The OSError for a failed call. `targets` are the names the call's operations
+                   subjects: Sequence[bytes | None]) -> OSError:
+    """The OSError for a failed call. `subjects` are the names the call's operations
     were about (one for a plain call, one per operation for a batch); the failing one
     becomes the error's filename. An atomic batch failure also sets `batch_index`."""
     trailers = dict(exc.trailing_metadata() or ())
@@ -68,8 +68,8 @@ def from_rpc_error(exc: grpc.RpcError, address: str,
             code = errno.ECONNREFUSED
         return oserror(code, message, address)
     index = int(trailers[BATCH_INDEX_KEY]) if BATCH_INDEX_KEY in trailers else None
-    if index is not None and 0 <= index < len(targets):
-        target = targets[index]
+    if index is not None and 0 <= index < len(subjects):
+        subject = subjects[index]
     else:
-        target = targets[0] if len(targets) == 1 else None
-    return oserror(int(trailers[ERRNO_KEY]), message, target, index)
+        subject = subjects[0] if len(subjects) == 1 else None
+    return oserror(int(trailers[ERRNO_KEY]), message, subject, index)

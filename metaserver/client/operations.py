@@ -20,9 +20,9 @@ _SETATTR_BITS = {"mode": SetAttrMask.MODE, "uid": SetAttrMask.UID, "gid": SetAtt
 
 class Operations:
     """Subclasses run or queue `op` (a key of wire.CALLS) with its request fields;
-    `target` is the name the operation is about, for the error's filename."""
+    `subject` is the name the operation is about, for the error's filename."""
 
-    def _op(self, op: str, target: bytes | None, **fields):
+    def _op(self, op: str, subject: bytes | None, /, **fields):
         raise NotImplementedError
 
     def lookup(self, parent: int, name: Name) -> Entry:
