@@ -35,6 +35,7 @@ from metaserver.v1 import metadata_pb2 as pb
 from metaserver.v1 import metadata_pb2_grpc as pb_grpc
 
 COUNT_CAP = 2_000_000
+SCHEME = os.environ.get("BENCH_SCHEME", "rocksdb")
 
 
 def rate(fn: Callable[[int], int], seconds: float) -> float:
@@ -100,7 +101,7 @@ class Server:
             port = s.getsockname()[1]
         self.address = f"127.0.0.1:{port}"
         exe = os.path.join(os.path.dirname(sys.executable), "metaserver")
-        self.proc = subprocess.Popen([exe, "serve", "--meta-url", f"rocksdb://{data_dir}",
+        self.proc = subprocess.Popen([exe, "serve", "--meta-url", f"{SCHEME}://{data_dir}",
                                       "--listen", self.address], stderr=subprocess.DEVNULL)
         self.channel = grpc.insecure_channel(self.address)
         grpc.channel_ready_future(self.channel).result(timeout=30)

@@ -24,5 +24,6 @@ class BatchError(FsError):
         super().__init__(cause.errno, f"batch operation {index}: {cause.message}")
 
 
-def fail(code: int, message: str = "") -> FsError:
-    return FsError(code, message)
+def quote(name: bytes) -> str:
+    """A file name for a message: as text, undecodable bytes escaped, in quotes."""
+    return "'" + name.decode("utf-8", "backslashreplace") + "'"

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from engines.contract import Txn
 from metaserver import schema
-from metaserver.errors import FsError
+from metaserver.errors import FsError, quote
 from metaserver.types import NAME_MAX, ROOT_INO, Attr, Entry, FileType, Slice
 
 
@@ -112,7 +112,7 @@ class MetaTx:
         self.dir_attr(parent)
         found = self.dentry(parent, name)
         if found is None:
-            raise FsError(errno.ENOENT, f"no entry {name!r} in directory {parent}")
+            raise FsError(errno.ENOENT, f"no entry {quote(name)} in directory {parent}")
         type_, ino = found
         return Entry(name, ino, type_, self.attr(ino))
 
@@ -121,7 +121,7 @@ class MetaTx:
         check_name(name)
         pattr = self.dir_attr(parent)
         if self.dentry(parent, name) is not None:
-            raise FsError(errno.EEXIST, f"{name!r} exists in directory {parent}")
+            raise FsError(errno.EEXIST, f"{quote(name)} exists in directory {parent}")
         return pattr
 
     def touch_dir(self, pattr: Attr, *, force: bool = False) -> None:

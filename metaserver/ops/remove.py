@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import errno
 
-from metaserver.errors import FsError
+from metaserver.errors import FsError, quote
 from metaserver.ops.metatx import MetaTx, check_name
 from metaserver.types import Attr
 
@@ -13,7 +13,7 @@ def unlink(tx: MetaTx, *, parent: int, name: bytes) -> None:
     check_name(name)
     entry = tx.child(parent, name)
     if entry.attr.is_dir:
-        raise FsError(errno.EISDIR, f"{name!r} is a directory")
+        raise FsError(errno.EISDIR, f"{quote(name)} is a directory")
     tx.del_dentry(parent, name)
     drop_link(tx, entry.attr, parent)
     tx.touch_dir(tx.attr(parent))
@@ -23,9 +23,9 @@ def rmdir(tx: MetaTx, *, parent: int, name: bytes) -> None:
     check_name(name)
     entry = tx.child(parent, name)
     if not entry.attr.is_dir:
-        raise FsError(errno.ENOTDIR, f"{name!r} is not a directory")
+        raise FsError(errno.ENOTDIR, f"{quote(name)} is not a directory")
     if not tx.is_empty_dir(entry.ino):
-        raise FsError(errno.ENOTEMPTY, f"directory {name!r} is not empty")
+        raise FsError(errno.ENOTEMPTY, f"directory {quote(name)} is not empty")
     tx.del_dentry(parent, name)
     tx.drop_inode(entry.attr)
     pattr = tx.attr(parent)

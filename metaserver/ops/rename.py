@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import errno
 
-from metaserver.errors import FsError
+from metaserver.errors import FsError, quote
 from metaserver.ops.metatx import MetaTx, check_name
 from metaserver.ops.remove import drop_link
 from metaserver.types import Attr, Entry, RenameFlags
@@ -36,21 +36,21 @@ def rename(tx: MetaTx, *, parent: int, name: bytes, new_parent: int, new_name: b
         dst = Entry(new_name, found[1], found[0], tx.attr(found[1]))
     if flags & RenameFlags.EXCHANGE:
         if dst is None:
-            raise FsError(errno.ENOENT, f"EXCHANGE: no entry {new_name!r}")
+            raise FsError(errno.ENOENT, f"EXCHANGE: no entry {quote(new_name)}")
         if dst.ino != src.ino:
             _exchange(tx, parent, src, new_parent, dst)
         return Entry(new_name, src.ino, src.type, tx.attr(src.ino))
     if dst is not None:
         if flags & RenameFlags.NOREPLACE:
-            raise FsError(errno.EEXIST, f"{new_name!r} exists")
+            raise FsError(errno.EEXIST, f"{quote(new_name)} exists")
         if dst.ino == src.ino:              # same inode (hard links or same entry): no-op
             return Entry(new_name, src.ino, src.type, src.attr)
         if src.attr.is_dir and not dst.attr.is_dir:
-            raise FsError(errno.ENOTDIR, f"{new_name!r} is not a directory")
+            raise FsError(errno.ENOTDIR, f"{quote(new_name)} is not a directory")
         if not src.attr.is_dir and dst.attr.is_dir:
-            raise FsError(errno.EISDIR, f"{new_name!r} is a directory")
+            raise FsError(errno.EISDIR, f"{quote(new_name)} is a directory")
         if dst.attr.is_dir and not tx.is_empty_dir(dst.ino):
-            raise FsError(errno.ENOTEMPTY, f"directory {new_name!r} is not empty")
+            raise FsError(errno.ENOTEMPTY, f"directory {quote(new_name)} is not empty")
     if src.attr.is_dir and new_parent != parent and tx.is_ancestor(src.ino, new_parent):
         raise FsError(errno.EINVAL, "cannot move a directory into its own subtree")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import errno
 
 from metaserver import schema
-from metaserver.errors import FsError
+from metaserver.errors import FsError, quote
 from metaserver.ops.metatx import MetaTx
 from metaserver.types import XATTR_LIST_MAX, XATTR_NAME_MAX, XATTR_VALUE_MAX, XattrFlags
 
@@ -22,7 +22,7 @@ def getxattr(tx: MetaTx, *, ino: int, name: bytes) -> bytes:
     tx.attr(ino)
     value = tx.txn.get(schema.xattr_key(ino, name))
     if value is None:
-        raise FsError(errno.ENODATA, f"no xattr {name!r}")
+        raise FsError(errno.ENODATA, f"no xattr {quote(name)}")
     return value
 
 
@@ -42,9 +42,9 @@ def setxattr(tx: MetaTx, *, ino: int, name: bytes, value: bytes, flags: int = 0)
     key = schema.xattr_key(ino, name)
     exists = tx.txn.get(key) is not None
     if flags & XattrFlags.CREATE and exists:
-        raise FsError(errno.EEXIST, f"xattr {name!r} exists")
+        raise FsError(errno.EEXIST, f"xattr {quote(name)} exists")
     if flags & XattrFlags.REPLACE and not exists:
-        raise FsError(errno.ENODATA, f"no xattr {name!r}")
+        raise FsError(errno.ENODATA, f"no xattr {quote(name)}")
     if not exists:
         names = listxattr(tx, ino=ino)
         if sum(len(n) + 1 for n in names) + len(name) + 1 > XATTR_LIST_MAX:
@@ -59,7 +59,7 @@ def removexattr(tx: MetaTx, *, ino: int, name: bytes) -> None:
     a = tx.attr(ino)
     key = schema.xattr_key(ino, name)
     if tx.txn.get(key) is None:
-        raise FsError(errno.ENODATA, f"no xattr {name!r}")
+        raise FsError(errno.ENODATA, f"no xattr {quote(name)}")
     tx.txn.delete(key)
     a.ctime_ns = tx.now
     tx.put_attr(a)

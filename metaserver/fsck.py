@@ -1,0 +1,308 @@
+"""fsck: read a whole namespace from an engine and report every broken invariant.
+
+Read-only. Keys are streamed in key order, a page at a time, each page from its own
+snapshot; the result is exact for a namespace nobody writes to while it runs. Memory
+stays proportional to the number of inodes: per inode only a few integers are kept
+(its attr fields, how many entries name it and from where, link-parent sums), never
+names.
+
+Problem kinds (each reported with the inode it concerns; 0 for namespace-wide ones):
+  undecodable        a key or value that does not parse
+  stray_key          a key of an inode without attr, or that its type cannot have
+                     (entries under a non-directory, chunks on a non-regular file,
+                     a target on a non-symlink, link parents on a directory)
+  dangling_dentry    entries naming an inode that does not exist
+  dentry_type        an entry's type differs from its inode's type
+  root               the root is missing, not a directory, named by an entry, or not
+                     its own parent
+  nlink              nlink differs from the entries (dirs: 2 + subdirectories)
+  dir_links          a directory named by more than one entry
+  dir_parent         a directory's attr.parent is not the directory holding its entry
+  file_parent        a one-link file's attr.parent is not the directory holding its entry
+  link_parents       `P` keys disagree with a file's entries (or exist while nlink == 1)
+  missing_target     a symlink without its target
+  orphan             an inode (not the root) that no entry names
+  cycle              a directory on a loop of entries that never reaches the root
+  unreachable        a directory whose chain of parents ends at an orphan or a cycle
+  next_inode         the nextInode counter is not above every inode number
+  usage              statfs used inodes / bytes differ from the inodes / regular file sizes
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from engines.contract import Engine
+from metaserver import schema
+from metaserver.types import ROOT_INO, FileType
+
+_MASK = (1 << 64) - 1
+_DIR = FileType.DIRECTORY
+_MIXED = -1                     # entries naming one inode disagree about its type
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    kind: str
+    ino: int
+    detail: str = ""
+
+    def __str__(self) -> str:
+        return f"{self.kind} ino={self.ino}" + (f": {self.detail}" if self.detail else "")
+
+
+@dataclass(slots=True)
+class Report:
+    problems: list[Problem] = field(default_factory=list)
+    inodes: int = 0
+    dirs: int = 0
+    files: int = 0              # every inode that is not a directory
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def kinds(self) -> set[str]:
+        return {p.kind for p in self.problems}
+
+    def add(self, kind: str, ino: int, detail: str = "") -> None:
+        self.problems.append(Problem(kind, ino, detail))
+
+    def __str__(self) -> str:
+        head = f"{self.inodes} inodes ({self.dirs} dirs, {self.files} files)"
+        return "\n".join([head + (": ok" if self.ok else f": {len(self.problems)} problems")]
+                         + [f"  {p}" for p in self.problems])
+
+
+class _Node:
+    """What fsck remembers about one inode: integers only."""
+    __slots__ = ("type", "nlink", "parent", "size", "refs", "dtype", "last_parent",
+                 "ref_hash", "subdirs", "p_count", "p_hash", "p_keys", "has_target")
+
+    def __init__(self) -> None:
+        self.type = 0           # 0 until its attr is seen
+        self.nlink = self.parent = self.size = 0
+        self.refs = 0           # entries naming this inode ...
+        self.dtype = 0          # ... the type they claim (_MIXED if they disagree)
+        self.last_parent = 0    # ... a directory holding one of them
+        self.ref_hash = 0       # ... sum of _h(holding directory) over them
+        self.subdirs = 0        # entries of type directory inside this inode
+        self.p_count = self.p_hash = self.p_keys = 0    # the same two sums from `P` keys
+        self.has_target = False
+
+
+def _h(ino: int) -> int:
+    """splitmix64: equal multisets of parents give equal sums, others almost never."""
+    z = (ino + 0x9E3779B97F4A7C15) & _MASK
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _MASK
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK
+    return z ^ (z >> 31)
+
+
+def _pages(engine: Engine, start: bytes, end: bytes, page: int) -> Iterator[tuple[bytes, bytes]]:
+    """Every pair in [start, end), `page` keys per snapshot, each page after the last."""
+    while True:
+        snap = engine.snapshot()
+        try:
+            batch = list(snap.scan(start, end, limit=page))
+        finally:
+            snap.rollback()
+        yield from batch
+        if len(batch) < page:
+            return
+        start = batch[-1][0] + b"\0"
+
+
+class _Checker:
+    def __init__(self, engine: Engine, page: int) -> None:
+        self.engine = engine
+        self.page = page
+        self.nodes: dict[int, _Node] = {}
+        self.report = Report()
+
+    def node(self, ino: int) -> _Node:
+        n = self.nodes.get(ino)
+        if n is None:
+            n = self.nodes[ino] = _Node()
+        return n
+
+    def run(self) -> Report:
+        self.scan_inodes()
+        self.check_inodes()
+        self.check_reachable()
+        self.check_counters()
+        return self.report
+
+    # --- pass 1: stream the inode keys ---------------------------------------------------
+    def scan_inodes(self) -> None:
+        group, keys = None, {}          # the inode whose keys are streaming; tag -> count
+        for key, value in _pages(self.engine, schema.INODE_PREFIX, b"B", self.page):
+            if len(key) < 10:
+                self.report.add("undecodable", 0, f"short inode key {key!r}")
+                continue
+            ino = int.from_bytes(key[1:9], "big")
+            if ino != group:
+                if group is not None:
+                    self.end_group(group, keys)
+                group, keys = ino, {}
+            tag = key[9:10]
+            keys[tag] = keys.get(tag, 0) + 1
+            try:
+                self.take(ino, tag, key, value)
+            except (struct.error, ValueError) as exc:
+                self.report.add("undecodable", ino, f"{key!r}: {exc}")
+        if group is not None:
+            self.end_group(group, keys)
+
+    def take(self, ino: int, tag: bytes, key: bytes, value: bytes) -> None:
+        if tag == b"I":
+            if len(key) != 10:
+                raise ValueError("attr key with a suffix")
+            a = schema.decode_attr(ino, value)
+            n = self.node(ino)
+            n.type, n.nlink, n.parent, n.size = a.type, a.nlink, a.parent, a.size
+        elif tag == b"D":
+            type_, child = schema.decode_dentry(value)
+            c = self.node(child)
+            c.refs += 1
+            c.dtype = type_ if c.dtype in (0, type_) else _MIXED
+            c.last_parent = ino
+            c.ref_hash = (c.ref_hash + _h(ino)) & _MASK
+            if type_ == _DIR:
+                self.node(ino).subdirs += 1
+        elif tag == b"P":
+            count = schema.decode_count(value)
+            n = self.node(ino)
+            n.p_keys += 1
+            n.p_count += count
+            n.p_hash = (n.p_hash + count * _h(schema.parent_of_key(key))) & _MASK
+        elif tag == b"S":
+            self.node(ino).has_target = True
+        elif tag not in (b"C", b"X"):
+            raise ValueError(f"unknown key tag {tag!r}")
+
+    def end_group(self, ino: int, keys: dict[bytes, int]) -> None:
+        """Checks that need only this inode's own keys."""
+        n = self.nodes.get(ino)
+        type_ = n.type if n else 0
+        if not type_:
+            self.report.add("stray_key", ino, f"keys of a missing inode: {_tags(keys)}")
+            return
+        allowed = {b"I", b"X"} | {_DIR: {b"D"}, FileType.REGULAR: {b"C", b"P"},
+                                  FileType.SYMLINK: {b"S", b"P"}}.get(type_, {b"P"})
+        extra = {t: c for t, c in keys.items() if t not in allowed}
+        if extra:
+            self.report.add("stray_key", ino, f"a {FileType(type_).name} with {_tags(extra)}")
+        if type_ == FileType.SYMLINK and not n.has_target:
+            self.report.add("missing_target", ino)
+
+    # --- pass 2: every inode against the entries that name it ---------------------------
+    def check_inodes(self) -> None:
+        r = self.report
+        root = self.nodes.get(ROOT_INO)
+        if root is None or root.type != _DIR or root.parent != ROOT_INO or root.refs:
+            r.add("root", ROOT_INO, "missing" if root is None or not root.type else
+                  f"type {root.type}, parent {root.parent}, named by {root.refs} entries")
+        for ino, n in self.nodes.items():
+            if not n.type:
+                if n.refs:
+                    r.add("dangling_dentry", ino, f"{n.refs} entries, one in directory {n.last_parent}")
+                continue
+            r.inodes += 1
+            if n.refs and n.dtype != n.type:
+                r.add("dentry_type", ino, f"inode is {FileType(n.type).name}, entries say "
+                      + ("different types" if n.dtype == _MIXED else FileType(n.dtype).name))
+            if ino != ROOT_INO and not n.refs:
+                r.add("orphan", ino, "no entry names it")
+            if n.type == _DIR:
+                r.dirs += 1
+                self.check_dir(ino, n)
+            else:
+                r.files += 1
+                self.check_file(ino, n)
+
+    def check_dir(self, ino: int, n: _Node) -> None:
+        r = self.report
+        if n.nlink != 2 + n.subdirs:
+            r.add("nlink", ino, f"nlink {n.nlink}, expected 2 + {n.subdirs} subdirectories")
+        if ino == ROOT_INO:
+            return
+        if n.refs > 1:
+            r.add("dir_links", ino, f"named by {n.refs} entries")
+        elif n.refs == 1 and n.parent != n.last_parent:
+            r.add("dir_parent", ino, f"attr.parent {n.parent}, entry in {n.last_parent}")
+
+    def check_file(self, ino: int, n: _Node) -> None:
+        r = self.report
+        if n.nlink != n.refs:
+            r.add("nlink", ino, f"nlink {n.nlink}, named by {n.refs} entries")
+        if n.nlink == 1:
+            if n.refs and n.parent != n.last_parent:
+                r.add("file_parent", ino, f"attr.parent {n.parent}, entry in {n.last_parent}")
+            if n.p_keys:
+                r.add("link_parents", ino, f"{n.p_keys} link-parent keys on a one-link file")
+        elif n.nlink > 1 and (n.parent or n.p_count != n.refs or n.p_hash != n.ref_hash):
+            r.add("link_parents", ino, f"attr.parent {n.parent}; P keys count {n.p_count} links "
+                  f"for {n.refs} entries" + ("" if n.p_hash == n.ref_hash else
+                                             ", not from the same directories"))
+
+    # --- pass 3: every directory's chain of parents reaches the root --------------------
+    def check_reachable(self) -> None:
+        reaches, lost, walking = 1, 2, 3
+        state = {ROOT_INO: reaches}
+        for start, n in self.nodes.items():
+            if n.type != _DIR or start in state:
+                continue
+            path: list[int] = []
+            cur: int | None = start
+            while cur not in state:
+                state[cur] = walking
+                path.append(cur)
+                node = self.nodes[cur]
+                up = self.nodes.get(node.last_parent) if node.refs else None
+                if up is None or up.type != _DIR:   # orphan, or named from outside the tree
+                    cur = None
+                    break
+                cur = node.last_parent
+            outcome = lost if cur is None else state[cur]
+            if outcome == walking:                  # came back into this walk: a loop
+                loop = path[path.index(cur):]
+                for ino in loop:
+                    self.report.add("cycle", ino, f"loop of {len(loop)} directories")
+                    state[ino] = lost
+                outcome = lost
+            for ino in path:
+                if state[ino] == walking:
+                    state[ino] = outcome
+                    if outcome == lost and self.nodes[ino].refs:    # orphans are reported already
+                        self.report.add("unreachable", ino, "its parents never reach the root")
+
+    # --- pass 4: counters ----------------------------------------------------------------
+    def check_counters(self) -> None:
+        r = self.report
+        counters = dict(_pages(self.engine, schema.COUNTER_PREFIX, b"D", self.page))
+        top = max((ino for ino, n in self.nodes.items() if n.type), default=0)
+        next_ino = schema.decode_i64(counters.get(schema.counter_key("nextInode")))
+        if next_ino <= top:
+            r.add("next_inode", top, f"nextInode {next_ino} is not above inode {top}")
+        used_bytes = schema.decode_i64(counters.get(schema.counter_key("usedBytes")))
+        used_inodes = schema.decode_i64(counters.get(schema.counter_key("usedInodes")))
+        for _, value in _pages(self.engine, schema.DELTA_PREFIX, schema.DELTA_END, self.page):
+            nbytes, inodes = schema.decode_delta(value)
+            used_bytes += nbytes
+            used_inodes += inodes
+        sizes = sum(n.size for n in self.nodes.values() if n.type == FileType.REGULAR)
+        if used_inodes != r.inodes or used_bytes != sizes:
+            r.add("usage", 0, f"statfs says {used_inodes} inodes, {used_bytes} bytes; "
+                  f"found {r.inodes} inodes, {sizes} bytes in regular files")
+
+
+def _tags(keys: dict[bytes, int]) -> str:
+    return ", ".join(f"{c} {t.decode(errors='replace')!r}" for t, c in sorted(keys.items()))
+
+
+def fsck(engine: Engine, page_size: int = 4096) -> Report:
+    """Check the namespace stored in `engine`; changes nothing."""
+    return _Checker(engine, page_size).run()
