@@ -3,13 +3,15 @@
     .venv/bin/python bench/bench_core.py [--seconds 3] [--inflight 16] [--json FILE]
 
 Reports (this machine is shared and noisy: read the ratios, not the absolute rates):
-  1. in process, no RPC: namespace creates (Runner.call_many, batches of 100, durable)
+  1. in process, no RPC: namespace creates (Runner.call_many, batches of 100, each create
+     its own transaction, durable; and Runner.call_atomic, 256 creates per transaction)
      vs raw rocksdict puts, and vs raw rocksdict WriteBatches holding the same keys a
      create writes (attr, dentry, usage delta, request record, change record);
   2. over gRPC to a `metaserver serve` child process (RocksDB, durable): unary Create vs
      unary Echo at the same concurrency;
   3. over gRPC: Batch RPCs of creates and of getattrs (stats).
 Every loop is bounded by --seconds and a count cap. Traffic stays on 127.0.0.1.
+BENCH_SCHEME=rocksdb+unsafe-nosync runs the served engine without fsync, for comparison.
 """
 
 from __future__ import annotations
@@ -81,7 +83,13 @@ def in_process(workdir: str, seconds: float) -> dict:
                           for i in range(100)])
         return 100
 
+    def atomic_creates(r: int) -> int:
+        runner.call_atomic([("mknod", {"parent": parent, "name": b"a%d.%d" % (r, i)})
+                            for i in range(256)], b"atomic-%d" % r)
+        return 256
+
     results["namespace_create_batched_per_s"] = rate(creates, seconds)
+    results["namespace_create_atomic_batch_per_s"] = rate(atomic_creates, seconds)
     results["namespace_create_unary_durable_per_s"] = rate(
         lambda r: runner.call("mknod", b"u%d" % r, parent=parent, name=b"u%d" % r) and 1, seconds)
     runner.engine.close()
@@ -89,6 +97,8 @@ def in_process(workdir: str, seconds: float) -> dict:
                                           / results["raw_put_per_s"])
     results["ratio_create_vs_raw_same_writes"] = (results["namespace_create_batched_per_s"]
                                                   / results["raw_create_equivalent_batches_per_s"])
+    results["ratio_atomic_create_vs_raw_put"] = (results["namespace_create_atomic_batch_per_s"]
+                                                 / results["raw_put_per_s"])
     return results
 
 

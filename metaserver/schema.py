@@ -188,7 +188,7 @@ def decode_count(data: bytes | None) -> int:
 # goes through marshal as nested tuples tagged with the dataclass name.
 
 _RESULT_TYPES = {cls.__name__: cls for cls in (Attr, Entry, DirPage, StatFs, Slice, CompactResult)}
-_RESULT_HEAD = struct.Struct(">q16pc")    # time, operation name, result kind
+_RESULT_HEAD = struct.Struct(">q16p")    # time, operation name; then the tagged result
 _INO_TYPE = struct.Struct(">QB")
 
 
@@ -217,16 +217,22 @@ def _unplain(value):
 
 
 def encode_result(time_ns: int, op: str, result) -> bytes:
-    kind = type(result)
-    name = op.encode()
-    if result is None:
-        return _RESULT_HEAD.pack(time_ns, name, b"N")
+    return _RESULT_HEAD.pack(time_ns, op.encode()) + _encode_value(result)
+
+
+def _encode_value(value) -> bytes:
+    kind = type(value)
+    if value is None:
+        return b"N"
     if kind is Attr:
-        return _RESULT_HEAD.pack(time_ns, name, b"A") + _ino(result.ino) + encode_attr(result)
-    if kind is Entry and result.attr is not None:
-        return (_RESULT_HEAD.pack(time_ns, name, b"E") + _INO_TYPE.pack(result.ino, result.type)
-                + encode_attr(result.attr) + result.name)
-    return _RESULT_HEAD.pack(time_ns, name, b"M") + marshal.dumps(_plain(result))
+        return b"A" + _ino(value.ino) + encode_attr(value)
+    if kind is Entry and value.attr is not None:
+        return (b"E" + _INO_TYPE.pack(value.ino, value.type) + encode_attr(value.attr)
+                + value.name)
+    if kind is list:      # an atomic batch's results
+        parts = [_encode_value(v) for v in value]
+        return b"L" + b"".join(_COUNT.pack(len(p)) + p for p in parts)
+    return b"M" + marshal.dumps(_plain(value))
 
 
 def result_op(data: bytes) -> str:
@@ -234,17 +240,27 @@ def result_op(data: bytes) -> str:
 
 
 def decode_result(data: bytes):
-    tag = _RESULT_HEAD.unpack_from(data)[2]
-    body = data[_RESULT_HEAD.size:]
+    return _decode_value(memoryview(data)[_RESULT_HEAD.size:])
+
+
+def _decode_value(data: memoryview):
+    tag, body = bytes(data[:1]), data[1:]
     if tag == b"N":
         return None
     if tag == b"A":
-        return decode_attr(int.from_bytes(body[:8], "big"), body[8:])
+        return decode_attr(int.from_bytes(body[:8], "big"), bytes(body[8:]))
     if tag == b"E":
         ino, type_ = _INO_TYPE.unpack_from(body)
         attr_end = _INO_TYPE.size + _ATTR.size
-        return Entry(body[attr_end:], ino, FileType(type_),
-                     decode_attr(ino, body[_INO_TYPE.size:attr_end]))
+        return Entry(bytes(body[attr_end:]), ino, FileType(type_),
+                     decode_attr(ino, bytes(body[_INO_TYPE.size:attr_end])))
+    if tag == b"L":
+        values, pos = [], 0
+        while pos < len(body):
+            (size,) = _COUNT.unpack_from(body, pos)
+            values.append(_decode_value(body[pos + 4:pos + 4 + size]))
+            pos += 4 + size
+        return values
     return _unplain(marshal.loads(body))
 
 
