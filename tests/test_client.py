@@ -6,7 +6,6 @@ from __future__ import annotations
 import errno
 import itertools
 import os
-import socket
 
 import grpc
 import pytest
@@ -17,20 +16,9 @@ from metaserver.service.server import start
 from metaserver.types import (ROOT_INO, Attr, CompactResult, DirPage, Entry, FileType,
                               RenameFlags, Slice, StatFs, XattrFlags)
 
+from conftest import free_port
+
 FAST_RETRY = RetryPolicy(attempts=3, total_seconds=5, initial_backoff=0.001, max_backoff=0.01)
-
-
-@pytest.fixture(scope="module")
-def server():
-    srv = start(ServerConfig(meta_url="memory://", listen="127.0.0.1:0"))
-    yield srv
-    srv.stop()
-
-
-@pytest.fixture
-def client(server):
-    with Client(server.address) as c:
-        yield c
 
 
 _dirs = itertools.count()
@@ -329,9 +317,7 @@ def test_which_failures_are_retried(server, home, code, mutation_attempts, read_
 
 
 def test_unreachable_server_fails_with_oserror():
-    with socket.socket() as s:  # a port nobody listens on
-        s.bind(("127.0.0.1", 0))
-        address = f"127.0.0.1:{s.getsockname()[1]}"
+    address = f"127.0.0.1:{free_port()}"   # nobody listens there
     with Client(address, timeout=5) as c:
         for call in (lambda: c.getattr(ROOT_INO), lambda: c.mkdir(ROOT_INO, "x")):
             with pytest.raises(OSError) as info:

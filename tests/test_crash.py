@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -16,14 +15,10 @@ import pytest
 from metaserver.v1 import metadata_pb2 as pb
 from metaserver.v1 import metadata_pb2_grpc as pb_grpc
 
+from conftest import free_port
+
 pytestmark = pytest.mark.timeout(180)
 ROOT = 1
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class ServerProcess:

@@ -9,31 +9,15 @@ import os
 import pathlib
 import re
 import shutil
-import socket
 import subprocess
 import sys
 
 import pytest
 
 from metaserver.client import Client
-from metaserver.service.config import ServerConfig
-from metaserver.service.server import start
 from metaserver.types import ROOT_INO, FileType
 
 METACTL = shutil.which("metactl", path=str(pathlib.Path(sys.executable).parent))
-
-
-@pytest.fixture(scope="module")
-def server():
-    srv = start(ServerConfig(meta_url="memory://", listen="127.0.0.1:0"))
-    yield srv
-    srv.stop()
-
-
-@pytest.fixture
-def client(server):
-    with Client(server.address) as c:
-        yield c
 
 
 _dirs = itertools.count()
@@ -211,13 +195,13 @@ def test_unknown_path_is_one_line(metactl, top, args):
 
 
 def test_dead_server_is_one_line():
-    with socket.socket() as s:  # a port nobody listens on
-        s.bind(("127.0.0.1", 0))
-        address = f"127.0.0.1:{s.getsockname()[1]}"
+    address = f"127.0.0.1:{free_port()}"   # nobody listens there
     result = subprocess.run([METACTL, "--server", address, "ls", "/"], capture_output=True,
                             text=True, timeout=60)
     assert failed(result) in (f"metactl: {address}: {os.strerror(code)}"
                               for code in (errno.ECONNREFUSED, errno.EIO))
+
+from conftest import free_port
 
 
 def test_bad_usage_exits_2(metactl):
