@@ -98,6 +98,12 @@ class Engine(abc.ABC):
         """A read-only transaction (writes raise ReadOnlyTxn)."""
 
     @abc.abstractmethod
+    def snapshot_scan(self, start: bytes, end: bytes) -> tuple[int, Iterator[tuple[bytes, bytes]]]:
+        """A point-in-time scan of [start, end) that never conflicts, however long it
+        runs (dumps, followers' bootstrap), and the change sequence it is consistent with:
+        it shows exactly the effects of change records 1..seq."""
+
+    @abc.abstractmethod
     def wait_durable(self) -> None:
         """Return once everything committed so far is durable."""
 

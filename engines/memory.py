@@ -47,6 +47,11 @@ class MemoryEngine(OccEngine):
             yield from chunk
             cursor = chunk[-1][0] if reverse else chunk[-1][0] + b"\x00"
 
+    def _scan_pinned(self, start: bytes, end: bytes) -> Iterator[tuple[bytes, bytes]]:
+        with self._lock:   # a copy: this engine is for tests, the range is small
+            lo, hi = bisect.bisect_left(self._keys, start), bisect.bisect_left(self._keys, end)
+            return iter([(k, self._data[k]) for k in self._keys[lo:hi]])
+
     def _apply(self, writes: dict[bytes, bytes | None]) -> None:
         with self._lock:
             for key, value in writes.items():

@@ -27,7 +27,8 @@ from __future__ import annotations
 import abc
 import threading
 from collections import Counter, deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
+from typing import Protocol
 
 from engines import changelog
 from engines.contract import (
@@ -113,7 +114,7 @@ class OccEngine(Engine):
         with self._commit_lock:
             start = self._version
             self._active[start] += 1
-        return OccTxn(self, start, read_only)
+        return OccTxn(_LocalReader(self), start, read_only, self._commit, self._release)
 
     def _finish(self, start: int) -> None:
         """Called with the commit lock held when a transaction ends either way."""
@@ -149,14 +150,20 @@ class OccEngine(Engine):
         return version
 
     def _validate(self, txn: "OccTxn") -> None:
+        newer = []
         for version, written in reversed(self._history):
             if version <= txn.start:
                 break
-            if not written.isdisjoint(txn.read_keys):
-                raise TxnConflict("a key this transaction read was changed")
-            for low, high in txn.read_ranges:
-                if any(low <= key < high for key in written):
-                    raise TxnConflict("a range this transaction scanned was changed")
+            newer.append(written)
+        check_conflicts(txn, newer)
+
+    def snapshot_scan(self, start: bytes, end: bytes) -> tuple[int, Iterator[tuple[bytes, bytes]]]:
+        with self._commit_lock:   # the iterator is a point-in-time view: pin it with its seq
+            return self._version, self._scan_pinned(start, end)
+
+    @abc.abstractmethod
+    def _scan_pinned(self, start: bytes, end: bytes) -> Iterator[tuple[bytes, bytes]]:
+        """A scan whose store view is fixed when this is called (not when iterated)."""
 
     def _wait_durable(self, version: int) -> None:
         with self._durable_cond:
@@ -178,13 +185,48 @@ class OccEngine(Engine):
                 self._durable = max(self._durable, target)
 
 
-class OccTxn(Txn):
-    """Buffers writes, records reads, and merges its own writes into what it reads."""
+def check_conflicts(txn: "OccTxn", newer_write_sets: Iterable[Collection[bytes]]) -> None:
+    """Backward validation: raise TxnConflict if any write set committed after the
+    transaction began touches a key it read or a range it scanned."""
+    for written in newer_write_sets:
+        if not txn.read_keys.isdisjoint(written):
+            raise TxnConflict("a key this transaction read was changed")
+        for low, high in txn.read_ranges:
+            if any(low <= key < high for key in written):
+                raise TxnConflict("a range this transaction scanned was changed")
 
-    def __init__(self, engine: OccEngine, start: int, read_only: bool) -> None:
-        self.engine = engine
+
+class Reader(Protocol):
+    """Where a transaction's reads go: the committed store, as the driver sees it."""
+
+    def get(self, key: bytes) -> bytes | None: ...
+
+    def get_many(self, keys: Sequence[bytes]) -> list[bytes | None]: ...
+
+    def scan(self, start: bytes, end: bytes, reverse: bool) -> Iterator[tuple[bytes, bytes]]: ...
+
+
+class _LocalReader:
+    """The Reader of an in-process store: its driver primitives."""
+
+    def __init__(self, engine: OccEngine) -> None:
+        self.get, self.get_many, self.scan = engine._get, engine._get_many, engine._scan
+
+
+class OccTxn(Txn):
+    """Buffers writes, records reads, and merges its own writes into what it reads.
+
+    Reads go to `reader`; commit and rollback are handed to the driver's callbacks,
+    which validate with check_conflicts and apply `writes` atomically."""
+
+    def __init__(self, reader: Reader, start: int, read_only: bool,
+                 on_commit: Callable[["OccTxn", bytes, bool], int | None],
+                 on_rollback: Callable[["OccTxn"], None]) -> None:
+        self.reader = reader
         self.start = start
         self.read_only = read_only
+        self._on_commit = on_commit
+        self._on_rollback = on_rollback
         self.writes: dict[bytes, bytes | None] = {}
         self.read_keys: set[bytes] = set()
         self.read_ranges: list[list[bytes]] = []
@@ -194,12 +236,12 @@ class OccTxn(Txn):
         if key in self.writes:
             return self.writes[key]
         self.read_keys.add(key)
-        return self.engine._get(key)
+        return self.reader.get(key)
 
     def get_many(self, keys: Sequence[bytes]) -> list[bytes | None]:
         missing = [k for k in keys if k not in self.writes]
         self.read_keys.update(missing)
-        found = dict(zip(missing, self.engine._get_many(missing))) if missing else {}
+        found = dict(zip(missing, self.reader.get_many(missing))) if missing else {}
         return [self.writes[k] if k in self.writes else found[k] for k in keys]
 
     def scan(self, start: bytes, end: bytes, limit: int | None = None,
@@ -213,7 +255,7 @@ class OccTxn(Txn):
         if reverse:
             pending.reverse()
         returned = 0
-        for key, value in _merge(self.engine._scan(start, end, reverse), pending,
+        for key, value in _merge(self.reader.scan(start, end, reverse), pending,
                                  self.writes, reverse):
             if reverse:
                 covered[0] = key
@@ -239,12 +281,12 @@ class OccTxn(Txn):
 
     def commit(self, change_header: bytes = b"", wait_durable: bool = True) -> int | None:
         self._close()
-        return self.engine._commit(self, change_header, wait_durable)
+        return self._on_commit(self, change_header, wait_durable)
 
     def rollback(self) -> None:
         if not self._done:
             self._close()
-            self.engine._release(self)
+            self._on_rollback(self)
 
     def _close(self) -> None:
         if self._done:

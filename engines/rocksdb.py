@@ -47,6 +47,12 @@ class RocksEngine(OccEngine):
         return self._db.get(list(keys))
 
     def _scan(self, start: bytes, end: bytes, reverse: bool) -> Iterator[tuple[bytes, bytes]]:
+        yield from self._scan_pinned(start, end, reverse)
+
+    def _scan_pinned(self, start: bytes, end: bytes,
+                     reverse: bool = False) -> Iterator[tuple[bytes, bytes]]:
+        # A RocksDB iterator reads the store as it was when the iterator was made: it
+        # is made here, eagerly, so the caller decides that moment.
         options = ReadOptions()
         if not reverse:
             options.set_iterate_upper_bound(end)
@@ -55,14 +61,9 @@ class RocksEngine(OccEngine):
             it.seek_for_prev(end)
             if it.valid() and it.key() >= end:
                 it.prev()
-            while it.valid() and it.key() >= start:
-                yield it.key(), it.value()
-                it.prev()
         else:
             it.seek(start)
-            while it.valid():
-                yield it.key(), it.value()
-                it.next()
+        return _walk(it, start, reverse)
 
     def _apply(self, writes: dict[bytes, bytes | None]) -> None:
         batch = WriteBatch(raw_mode=True)
@@ -90,3 +91,14 @@ class RocksEngine(OccEngine):
         with self._commit_lock:
             self._sync()
             self._db.close()
+
+
+def _walk(it, start: bytes, reverse: bool) -> Iterator[tuple[bytes, bytes]]:
+    if reverse:
+        while it.valid() and it.key() >= start:
+            yield it.key(), it.value()
+            it.prev()
+    else:
+        while it.valid():
+            yield it.key(), it.value()
+            it.next()

@@ -167,3 +167,14 @@ def test_rocksdb_persists_across_reopen(tmp_path):
     assert eng.last_seq() == seq
     assert put_all(eng, {b"b": b"2"}) == seq + 1
     eng.close()
+
+
+def test_snapshot_scan_is_point_in_time_and_names_its_seq(engine):
+    put_all(engine, {b"s/%03d" % i: b"old" for i in range(300)})
+    seq, rows = engine.snapshot_scan(b"s/", b"s0")
+    first = next(rows)
+    put_all(engine, {b"s/%03d" % i: b"new" for i in range(300)})   # after the scan began
+    put_all(engine, {b"s/999": b"new"})
+    rest = list(rows)
+    assert seq == engine.last_seq() - 2
+    assert [first] + rest == [(b"s/%03d" % i, b"old") for i in range(300)]
