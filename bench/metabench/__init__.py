@@ -1,0 +1,9 @@
+"""metabench: an mdtest-style metadata load tool for metaserver, with baselines measured
+in the same run (gRPC echo, the raw engine, a local file system) and a scale curve.
+
+    metabench -n 1000 -P 2 --inflight 8 --server 127.0.0.1:7420 --baseline echo,raw
+    metabench --io500-easy -n 20000 --batch 256 --meta-url rocksdb:///tmp/ms --json out.json
+    metabench scale --to 10000000 --meta-url rocksdb:///tmp/scale
+"""
+
+__version__ = "0.1.0"

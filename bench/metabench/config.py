@@ -1,0 +1,194 @@
+"""Options: the mdtest-style command line parsed into one validated, frozen Config."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+from dataclasses import dataclass
+
+# Phases in the order they run within an iteration, with their mdtest flags.
+PHASE_FLAGS = {"create": "C", "stat": "T", "read": "E", "rename": "U", "remove": "r"}
+DEFAULT_PHASES = ("create", "stat", "read", "remove")
+BATCH_MAX = 10000           # the API's limit of operations per Batch RPC
+IO500_HARD_BYTES = 3901
+
+
+class ConfigError(ValueError):
+    """The options cannot be used; the message says why, in one line."""
+
+
+@dataclass(frozen=True)
+class Baseline:
+    kind: str               # "echo", "raw" or "localfs"
+    path: str = ""          # localfs: the directory to work in
+
+    @property
+    def label(self) -> str:
+        return f"localfs:{self.path}" if self.path else self.kind
+
+
+@dataclass(frozen=True)
+class Config:
+    items: int = 0                  # -n: items per process (0: derived from -I)
+    items_per_dir: int = 0          # -I
+    depth: int = 0                  # -z
+    branch: int = 1                 # -b
+    unique_dir: bool = False        # -u
+    leaf_only: bool = False         # -L
+    files: bool = True              # not -D
+    dirs: bool = True               # not -F
+    phases: tuple[str, ...] = DEFAULT_PHASES
+    write_bytes: int = 0            # -w
+    iterations: int = 1             # -i
+    stonewall: float = 0.0          # -W seconds; 0: off
+    processes: int = 1              # -P
+    inflight: int = 1               # --inflight
+    batch: int = 0                  # --batch K; 0: unary calls
+    server: str = ""                # --server HOST:PORT
+    meta_url: str = ""              # --meta-url URL (in process)
+    baselines: tuple[Baseline, ...] = ()
+    raw_url: str = ""               # engine for the raw baseline; empty: like the target
+    json: str = ""
+    plot: str = ""
+    preset: str = ""                # "io500-easy", "io500-hard" or ""
+    timeout: float = 30.0           # per call, seconds
+
+    @property
+    def target(self) -> str:
+        return self.server or self.meta_url
+
+    def to_json(self) -> dict:
+        out = dataclasses.asdict(self)
+        out["baselines"] = [b.label for b in self.baselines]
+        return out
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):          # one line, not usage + traceback-like noise
+        raise ConfigError(message)
+
+
+def _positive(kind: type):
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+        if value < 0:
+            raise argparse.ArgumentTypeError(f"must not be negative: {text!r}")
+        return value
+    return parse
+
+
+def parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="metabench", add_help=True,
+                description="mdtest-style metadata benchmark for metaserver. "
+                            "`metabench scale --help` for the scale curve.")
+    n = _positive(int)
+    p.add_argument("-n", dest="items", type=n, default=0, help="items per process")
+    p.add_argument("-I", dest="items_per_dir", type=n, default=0, help="items per directory")
+    p.add_argument("-z", dest="depth", type=n, default=0, help="tree depth")
+    p.add_argument("-b", dest="branch", type=n, default=1, help="branching factor")
+    p.add_argument("-u", dest="unique_dir", action="store_true", help="unique tree per process")
+    p.add_argument("-L", dest="leaf_only", action="store_true", help="items at leaves only")
+    p.add_argument("-F", dest="files_only", action="store_true", help="files only")
+    p.add_argument("-D", dest="dirs_only", action="store_true", help="directories only")
+    for name, flag in PHASE_FLAGS.items():
+        p.add_argument(f"-{flag}", dest=name, action="store_true", help=f"{name} phase")
+    p.add_argument("-w", dest="write_bytes", type=n, default=0,
+                   help="bytes per file, recorded as one slice in the chunk map")
+    p.add_argument("-i", dest="iterations", type=n, default=1, help="iterations")
+    p.add_argument("-W", dest="stonewall", type=_positive(float), default=0.0,
+                   help="stonewall: stop issuing a phase's work after this many seconds")
+    p.add_argument("--io500-easy", action="store_true",
+                   help="unique directory per process, files at leaves (-u -L -F)")
+    p.add_argument("--io500-hard", action="store_true",
+                   help=f"one shared directory, {IO500_HARD_BYTES}-byte files (-F -w {IO500_HARD_BYTES})")
+    p.add_argument("-P", dest="processes", type=n, default=1, help="client processes")
+    p.add_argument("--inflight", type=n, default=1, help="concurrent requests per process")
+    p.add_argument("--batch", type=n, default=0, help="operations per Batch RPC (0: unary)")
+    target = p.add_mutually_exclusive_group()
+    target.add_argument("--server", default="", metavar="HOST:PORT")
+    target.add_argument("--meta-url", default="", metavar="URL",
+                        help="run the namespace in process, no RPC (memory://, rocksdb:///PATH)")
+    p.add_argument("--baseline", default="", metavar="LIST",
+                   help="comma-separated: echo, raw, localfs:PATH")
+    p.add_argument("--raw-url", default="", metavar="URL",
+                   help="engine for the raw baseline (default: a temporary one of the target's kind)")
+    p.add_argument("--json", default="", metavar="FILE")
+    p.add_argument("--plot", default="", metavar="FILE.png")
+    p.add_argument("--timeout", type=_positive(float), default=30.0, help="seconds per call")
+    return p
+
+
+def parse_baselines(text: str) -> tuple[Baseline, ...]:
+    out = []
+    for part in filter(None, (s.strip() for s in text.split(","))):
+        kind, _, path = part.partition(":")
+        if kind in ("echo", "raw") and not path:
+            out.append(Baseline(kind))
+        elif kind == "localfs" and path:
+            out.append(Baseline(kind, path))
+        else:
+            raise ConfigError(f"unknown baseline {part!r} (expected echo, raw or localfs:PATH)")
+    return tuple(out)
+
+
+def from_args(argv: list[str]) -> Config:
+    a = parser().parse_args(argv)
+    if a.io500_easy and a.io500_hard:
+        raise ConfigError("--io500-easy and --io500-hard exclude each other")
+    preset = "io500-easy" if a.io500_easy else "io500-hard" if a.io500_hard else ""
+    if a.io500_easy:
+        a.unique_dir = a.leaf_only = a.files_only = True
+    if a.io500_hard:
+        a.files_only = True
+        a.unique_dir = False
+        a.depth = 0
+        a.write_bytes = a.write_bytes or IO500_HARD_BYTES
+    if a.files_only and a.dirs_only:
+        raise ConfigError("-F (files only) and -D (directories only) exclude each other")
+    phases = tuple(name for name in PHASE_FLAGS if getattr(a, name)) or DEFAULT_PHASES
+    if a.dirs_only:
+        phases = tuple(ph for ph in phases if ph != "read")
+    config = Config(
+        items=a.items, items_per_dir=a.items_per_dir, depth=a.depth, branch=a.branch,
+        unique_dir=a.unique_dir, leaf_only=a.leaf_only, files=not a.dirs_only,
+        dirs=not a.files_only, phases=phases, write_bytes=a.write_bytes,
+        iterations=a.iterations, stonewall=a.stonewall, processes=a.processes,
+        inflight=a.inflight, batch=a.batch, server=a.server, meta_url=a.meta_url,
+        baselines=parse_baselines(a.baseline), raw_url=a.raw_url, json=a.json, plot=a.plot,
+        preset=preset, timeout=a.timeout)
+    validate(config)
+    return config
+
+
+def validate(c: Config) -> None:
+    if not c.target:
+        raise ConfigError("give a target: --server HOST:PORT or --meta-url URL")
+    if c.server:
+        host, _, port = c.server.rpartition(":")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ConfigError(f"--server must be HOST:PORT, not {c.server!r}")
+    if c.items == 0 and c.items_per_dir == 0:
+        raise ConfigError("give -n (items per process) or -I (items per directory)")
+    for name in ("iterations", "processes", "inflight"):
+        if getattr(c, name) < 1:
+            raise ConfigError(f"{name} must be at least 1")
+    if c.branch < 1:
+        raise ConfigError("-b (branching factor) must be at least 1")
+    if c.batch > BATCH_MAX:
+        raise ConfigError(f"--batch holds at most {BATCH_MAX} operations")
+    if c.meta_url and c.processes > 1:
+        raise ConfigError("--meta-url runs the namespace inside one process: use -P 1 "
+                          "and --inflight for concurrency, or --server for several processes")
+    if any(b.kind == "echo" for b in c.baselines) and not c.server:
+        raise ConfigError("the echo baseline needs a server (--server HOST:PORT)")
+    if c.write_bytes and not c.files:
+        raise ConfigError("-w writes files: it cannot go with -D")
+
+
+def main_error(message: str) -> int:
+    print(f"metabench: error: {message}", file=sys.stderr)
+    return 2
