@@ -1,8 +1,17 @@
-"""Shared fixtures: engines by name, an in-process server and a client, free ports."""
+"""Shared fixtures: engines by name, an in-process server and a client, free ports.
+
+Engines: memory, RocksDB and SQLite always; MariaDB on a private server started once
+per session (or METASERVER_TEST_MYSQL_URL), which must work in CI; PostgreSQL on a
+private server when its binaries are installed; TiKV when METASERVER_TEST_TIKV_PD
+names a PD endpoint. Networked engines get a fresh database per test.
+"""
 
 from __future__ import annotations
 
+import os
+import shutil
 import socket
+import uuid
 
 import pytest
 
@@ -11,11 +20,29 @@ from metaserver.client import Client
 from metaserver.service.config import ServerConfig
 from metaserver.service.server import start
 
-ENGINE_NAMES = ["memory", "rocksdb"]
+ENGINE_NAMES = ["memory", "rocksdb", "sqlite", "mariadb", "postgres", "tikv"]
+SERVER_ENGINES = {"mariadb", "postgres"}
 
 
 def engine_url(name: str, tmp_path) -> str:
-    return {"memory": "memory://", "rocksdb": f"rocksdb://{tmp_path}/db"}[name]
+    """URL of an engine that lives in tmp_path (no server needed)."""
+    return {"memory": "memory://", "rocksdb": f"rocksdb://{tmp_path}/db",
+            "sqlite": f"sqlite:///{tmp_path}/kv.sqlite"}[name]
+
+
+def fresh_engine_url(request, name: str, tmp_path) -> str:
+    """URL of an empty store of any engine; a server's database is dropped after the test."""
+    if name in SERVER_ENGINES:
+        server = request.getfixturevalue(f"{name}_server")
+        url = server.new_database()
+        request.addfinalizer(lambda: server.drop_database(url))
+        return url
+    if name == "tikv":
+        pd = os.environ.get("METASERVER_TEST_TIKV_PD")
+        if not pd:
+            pytest.skip("TiKV: METASERVER_TEST_TIKV_PD is not set (no TiKV/PD server here)")
+        return f"tikv://{pd}/metaserver-test-{uuid.uuid4().hex}"
+    return engine_url(name, tmp_path)
 
 
 def free_port() -> int:
@@ -27,9 +54,37 @@ def free_port() -> int:
 
 @pytest.fixture(params=ENGINE_NAMES)
 def engine(request, tmp_path):
-    eng = open_engine(engine_url(request.param, tmp_path))
+    eng = open_engine(fresh_engine_url(request, request.param, tmp_path))
     yield eng
     eng.close()
+
+
+@pytest.fixture(scope="session")
+def mariadb_server():
+    """A private MariaDB for the session, or the server METASERVER_TEST_MYSQL_URL names.
+    Missing binaries skip its tests outside CI (scripts/test.sh installs them); in CI,
+    and whenever the server fails to start, the tests fail."""
+    from mariadb import MariaDB
+    url = os.environ.get("METASERVER_TEST_MYSQL_URL")
+    if not url and not shutil.which("mariadbd", path=os.environ.get("PATH", "") + ":/usr/sbin") \
+            and not os.environ.get("CI"):
+        pytest.skip("MariaDB: mariadbd is not installed (scripts/test.sh installs mariadb-server)")
+    server = MariaDB(url)
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """A private PostgreSQL for the session, when its binaries are installed."""
+    from mariadb import PostgreSQL, server_binary
+    try:
+        server_binary("postgres")
+    except FileNotFoundError:
+        pytest.skip("PostgreSQL: no postgres binary on this machine")
+    server = PostgreSQL()
+    yield server
+    server.stop()
 
 
 @pytest.fixture(scope="module")

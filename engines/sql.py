@@ -1,0 +1,398 @@
+"""SQL engine: the KV contract over one table of a SQL database (SQLAlchemy Core).
+
+Runs on MySQL/MariaDB (and the MySQL-protocol OceanBase and TiDB: docs/engines.md),
+PostgreSQL and SQLite. Several metaserver processes may share one database.
+
+Layout: `kv (k VARBINARY(512) PRIMARY KEY, v LONGBLOB)`. On MySQL the primary key is
+the clustered index, so a directory listing (`k >= :a AND k < :b ORDER BY k LIMIT n`)
+is an index range scan. The change log lives in the same table under CHANGELOG_PREFIX,
+and SEQ_KEY holds the newest committed sequence (8 bytes, big-endian).
+
+Isolation: the OCC of engines/occ.py, with the persistent change log in the role of its
+in-memory history:
+
+* A transaction reads one MVCC snapshot (REPEATABLE READ; SQLite: a deferred read
+  transaction) whose first statement reads SEQ_KEY: that fixes the snapshot and tells
+  which change sequence (`start`) it shows. Reads are plain, non-locking SELECTs; the
+  OccTxn records what was read and buffers the writes.
+* Commit ends the snapshot and opens a write transaction (READ COMMITTED on PostgreSQL,
+  BEGIN IMMEDIATE on SQLite) that first locks the SEQ_KEY row. Every mutating commit
+  of every process holds that lock until its COMMIT, so commits are serialized and
+  sequences are gap-free and in commit order (AUTO_INCREMENT would not be: an id taken
+  by a slow transaction can become visible after a later one). Under the lock, the
+  change records (start, now] are read with a locking read (it sees the newest rows,
+  unlike a snapshot read) and `check_conflicts` compares their write sets with this
+  transaction's reads. Then the writes, the change record and the new sequence are
+  written and committed. Records trimmed before a transaction could check them make
+  it conflict.
+* Read-only transactions just end: one MVCC snapshot is already one consistent state,
+  and it is the state after exactly the commits 1..start.
+
+REPEATABLE READ alone would allow lost updates and write skew; the validation above
+is what makes every transaction serializable (tests/test_sql_engine.py shows both).
+
+Errors are mapped to the contract's classes in one place, `classify`. A pooled
+connection the server dropped (a restart) is replaced when a transaction's first
+statement finds it dead; nothing was read yet, so that retry is invisible.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.dialects import mysql, postgresql
+from sqlalchemy.dialects import sqlite as sqlite_dialect
+
+from engines import changelog
+from engines.contract import (
+    CHANGELOG_END,
+    CHANGELOG_PREFIX,
+    ENGINE_RESERVED_PREFIX,
+    CommitUnknown,
+    Engine,
+    EngineError,
+    EngineUnavailable,
+    Txn,
+    TxnConflict,
+    changelog_key,
+    changelog_seq,
+)
+from engines.occ import OccTxn, check_conflicts
+
+SEQ_KEY = ENGINE_RESERVED_PREFIX + b"S"
+MAX_KEY = 512
+_FIRST_PAGE, _MAX_PAGE = 32, 1024     # rows per scan query: small first, then growing
+_TRIM_CHUNK = 10_000                  # change records deleted per transaction
+
+_metadata = sa.MetaData()
+KV = sa.Table(
+    "kv", _metadata,
+    sa.Column("k", sa.LargeBinary(MAX_KEY).with_variant(mysql.VARBINARY(MAX_KEY), "mysql", "mariadb"),
+              primary_key=True),
+    sa.Column("v", sa.LargeBinary().with_variant(mysql.LONGBLOB(), "mysql", "mariadb"),
+              nullable=False),
+    mysql_engine="InnoDB",
+)
+_k, _v = KV.c.k, KV.c.v
+_GET = sa.select(_v).where(_k == sa.bindparam("k"))
+_GET_MANY = sa.select(_k, _v).where(_k.in_(sa.bindparam("keys", expanding=True)))
+_RANGE = (_k >= sa.bindparam("lo"), _k < sa.bindparam("hi"))
+_SCAN = sa.select(_k, _v).where(*_RANGE).order_by(_k).limit(sa.bindparam("n"))
+_SCAN_DESC = sa.select(_k, _v).where(*_RANGE).order_by(_k.desc()).limit(sa.bindparam("n"))
+_READ_SEQ = sa.select(_v).where(_k == SEQ_KEY)
+_LOCK_SEQ = _READ_SEQ.with_for_update()           # SQLite renders no FOR UPDATE: it
+_LOCKED_RANGE = sa.select(_v).where(*_RANGE).order_by(_k).with_for_update()   # holds the
+_DELETE_KEYS = sa.delete(KV).where(_k.in_(sa.bindparam("keys", expanding=True)))  # db lock
+_DELETE_RANGE = sa.delete(KV).where(*_RANGE)
+
+
+_MYSQL_SIZE = ("SELECT data_length + index_length FROM information_schema.tables "
+               "WHERE table_schema = DATABASE() AND table_name = 'kv'")
+_SIZE_QUERIES = {
+    "mysql": _MYSQL_SIZE,
+    "mariadb": _MYSQL_SIZE,
+    "postgresql": "SELECT pg_total_relation_size('kv')",
+    "sqlite": "SELECT page_count * page_size FROM pragma_page_count(), pragma_page_size()",
+}
+
+
+def _upsert(dialect: str):
+    """Insert-or-replace of many rows in one statement, in the dialect's words."""
+    if dialect in ("mysql", "mariadb"):
+        stmt = mysql.insert(KV)
+        return stmt.on_duplicate_key_update(v=stmt.inserted.v)
+    stmt = (postgresql if dialect == "postgresql" else sqlite_dialect).insert(KV)
+    return stmt.on_conflict_do_update(index_elements=[_k], set_={"v": stmt.excluded.v})
+
+
+# Server error numbers (MySQL protocol) and SQLSTATEs meaning "this transaction lost a
+# race and was rolled back; run it again".
+_MYSQL_RETRY = {
+    1205,   # lock wait timeout
+    1213,   # deadlock
+    1020,   # MariaDB innodb_snapshot_isolation: record changed since the snapshot
+    8002, 8022, 8028, 9007,   # TiDB: cannot retry, retryable txn error, schema changed, write conflict
+    6002, 6210,               # OceanBase: transaction rolled back, transaction timeout
+}
+_SQLSTATE_RETRY = {"40001", "40P01", "55P03"}     # serialization failure, deadlock, lock not available
+_SQLITE_RETRY = {sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED}
+
+
+def classify(exc: BaseException, committing: bool = False) -> EngineError:
+    """The contract error for a database error; the only place that decides.
+
+    Lost races (deadlock, lock wait timeout, serialization failure, busy database,
+    duplicate key) are TxnConflict. Anything else is EngineUnavailable while nothing
+    can have been applied, but CommitUnknown during COMMIT: a connection lost there
+    may have lost only the answer (the runner's request ids settle it)."""
+    if isinstance(exc, EngineError):
+        return exc
+    orig = getattr(exc, "orig", None) or exc
+    message = f"{type(orig).__name__}: {orig}"
+    code = orig.args[0] if getattr(orig, "args", None) and isinstance(orig.args[0], int) else None
+    sqlite_code = getattr(orig, "sqlite_errorcode", None)
+    if (isinstance(exc, sa_exc.IntegrityError)
+            or (isinstance(orig, sqlite3.Error) and sqlite_code is not None
+                and sqlite_code & 0xFF in _SQLITE_RETRY)
+            or (not isinstance(orig, sqlite3.Error) and code in _MYSQL_RETRY)
+            or getattr(orig, "sqlstate", None) in _SQLSTATE_RETRY):
+        return TxnConflict(message)
+    if committing:
+        return CommitUnknown(message)
+    return EngineUnavailable(message)
+
+
+def _seq_value(raw: bytes | None) -> int:
+    if raw is None:
+        raise EngineUnavailable("the sequence row is missing from table kv")
+    return int.from_bytes(raw, "big")
+
+
+def _run(conn: sa.Connection, stmt, params: Any = None):
+    try:
+        return conn.execute(stmt, params)
+    except sa_exc.SQLAlchemyError as exc:
+        raise classify(exc) from exc
+
+
+def _end(conn: sa.Connection, committing: bool = False) -> None:
+    """COMMIT; `committing` says it may apply writes (so a lost answer is unknown)."""
+    try:
+        conn.commit()
+    except sa_exc.SQLAlchemyError as exc:
+        raise classify(exc, committing) from exc
+
+
+class _Reader:
+    """An OccTxn's reads: plain SELECTs on one connection's snapshot."""
+
+    def __init__(self, conn: sa.Connection) -> None:
+        self.conn = conn
+
+    def get(self, key: bytes) -> bytes | None:
+        return _run(self.conn, _GET, {"k": key}).scalar()
+
+    def get_many(self, keys: Sequence[bytes]) -> list[bytes | None]:
+        found = dict(_run(self.conn, _GET_MANY, {"keys": list(keys)}).all())
+        return [found.get(k) for k in keys]
+
+    def scan(self, start: bytes, end: bytes, reverse: bool,
+             page: int = _FIRST_PAGE) -> Iterator[tuple[bytes, bytes]]:
+        """Pages by key (each its own query), so memory stays bounded however long."""
+        lo, hi = start, end
+        while True:
+            rows = _run(self.conn, _SCAN_DESC if reverse else _SCAN,
+                        {"lo": lo, "hi": hi, "n": page}).all()
+            for key, value in rows:
+                if key != SEQ_KEY:      # engine bookkeeping, not a stored pair
+                    yield key, value
+            if len(rows) < page:
+                return
+            if reverse:
+                hi = rows[-1][0]
+            else:
+                lo = rows[-1][0] + b"\x00"
+            page = min(page * 4, _MAX_PAGE)
+
+
+class SqlEngine(Engine):
+    def __init__(self, url: str) -> None:
+        self.url = url
+        sa_url = sa.make_url(_driver_url(url))
+        self._dialect = sa_url.get_backend_name()
+        options: dict[str, Any] = dict(pool_size=16, max_overflow=48, pool_timeout=10,
+                                       pool_recycle=3600)
+        # The write transaction's settings (see the module docstring).
+        self._write_options: dict[str, Any] = {}
+        if self._dialect == "sqlite":
+            options = dict(connect_args={"check_same_thread": False, "timeout": 10})
+            self._write_options = {"sqlite_begin": "BEGIN IMMEDIATE"}
+        else:
+            options["isolation_level"] = "REPEATABLE READ"
+            if self._dialect == "postgresql":
+                self._write_options = {"isolation_level": "READ COMMITTED"}
+        try:
+            self._sa = sa.create_engine(sa_url, **options)
+        except (sa_exc.SQLAlchemyError, ImportError) as exc:
+            raise EngineUnavailable(f"{url}: {exc}") from exc
+        if self._dialect == "sqlite":
+            _sqlite_transactions(self._sa)
+        self._upsert = _upsert(self._dialect)
+        self._init_table()
+
+    def _init_table(self) -> None:
+        """Create the table and the sequence row unless another process already has."""
+        try:
+            _metadata.create_all(self._sa, checkfirst=True)
+        except sa_exc.SQLAlchemyError:
+            pass    # a concurrent creator won the race; the checks below tell
+        conn, _ = self._connect(read_seq=False)
+        try:
+            if _run(conn, _READ_SEQ).first() is None:
+                # A table filled by other means (a load) resumes after its newest record.
+                newest = _run(conn, _SCAN_DESC, {"lo": CHANGELOG_PREFIX, "hi": CHANGELOG_END,
+                                                 "n": 1}).first()
+                seq = changelog_seq(newest[0]) if newest else 0
+                try:
+                    conn.execute(sa.insert(KV), {"k": SEQ_KEY, "v": seq.to_bytes(8, "big")})
+                    conn.commit()
+                except sa_exc.IntegrityError:
+                    pass    # another process inserted it first
+                except sa_exc.SQLAlchemyError as exc:
+                    raise classify(exc) from exc
+        finally:
+            conn.close()
+
+    # --- connections --------------------------------------------------------------------
+    def _connect(self, read_seq: bool = True) -> tuple[sa.Connection, int]:
+        """A pooled connection in a new snapshot, and the change sequence it shows.
+
+        The sequence read is the snapshot's first statement. If it finds the pooled
+        connection dead (a database restart), nothing was read yet: take a fresh one.
+        SQLAlchemy then invalidates the rest of the pool too."""
+        for attempt in range(2):
+            try:
+                conn = self._sa.connect()
+            except sa_exc.SQLAlchemyError as exc:
+                raise classify(exc) from exc
+            try:
+                return conn, _seq_value(conn.execute(_READ_SEQ).scalar()) if read_seq else 0
+            except sa_exc.DBAPIError as exc:
+                conn.close()
+                if attempt or not exc.connection_invalidated:
+                    raise classify(exc) from exc
+        raise AssertionError("unreachable")
+
+    def _lock_seq(self, conn: sa.Connection) -> int:
+        """Open the write transaction: lock the sequence row, return the newest seq."""
+        conn.execution_options(**self._write_options)
+        return _seq_value(_run(conn, _LOCK_SEQ).scalar())
+
+    # --- Engine -------------------------------------------------------------------------
+    def begin(self) -> Txn:
+        return self._open(read_only=False)
+
+    def snapshot(self) -> Txn:
+        return self._open(read_only=True)
+
+    def _open(self, read_only: bool) -> OccTxn:
+        conn, start = self._connect()
+        return OccTxn(_Reader(conn), start, read_only, self._commit, self._release)
+
+    @staticmethod
+    def _release(txn: OccTxn) -> None:
+        txn.reader.conn.close()     # the pool rolls back what is open
+
+    def _commit(self, txn: OccTxn, header: bytes, wait_durable: bool) -> int | None:
+        conn = txn.reader.conn
+        try:
+            if not txn.writes:
+                return None
+            _end(conn)      # the snapshot; nothing was written in it
+            seq = self._lock_seq(conn)
+            if seq > txn.start:
+                check_conflicts(txn, self._write_sets(conn, txn.start, seq))
+            seq += 1
+            deleted = [k for k, v in txn.writes.items() if v is None]
+            rows = [{"k": k, "v": v} for k, v in txn.writes.items() if v is not None]
+            rows.append({"k": changelog_key(seq), "v": changelog.encode(seq, header, txn.writes)})
+            rows.append({"k": SEQ_KEY, "v": seq.to_bytes(8, "big")})
+            if deleted:
+                _run(conn, _DELETE_KEYS, {"keys": deleted})
+            _run(conn, self._upsert, rows)
+            _end(conn, committing=True)
+            return seq
+        finally:
+            conn.close()
+
+    @staticmethod
+    def _write_sets(conn: sa.Connection, start: int, seq: int) -> list[set[bytes]]:
+        """Keys written by commits start+1..seq, read under the sequence lock."""
+        records = _run(conn, _LOCKED_RANGE, {"lo": changelog_key(start + 1),
+                                             "hi": changelog_key(seq + 1)}).scalars().all()
+        if len(records) != seq - start:
+            raise TxnConflict("change records this transaction must check were trimmed")
+        return [{key for key, _ in changelog.decode(r).writes} for r in records]
+
+    def snapshot_scan(self, start: bytes, end: bytes) -> tuple[int, Iterator[tuple[bytes, bytes]]]:
+        conn, seq = self._connect()
+        return seq, _stream(conn, start, end)
+
+    def wait_durable(self) -> None:
+        """Nothing to wait for: a SQL commit is durable when COMMIT returns."""
+
+    def last_seq(self) -> int:
+        conn, seq = self._connect()
+        conn.close()
+        return seq
+
+    def trim_changes(self, keep: int) -> int:
+        """Deletes in chunks, each its own short transaction under the sequence lock."""
+        dropped = 0
+        while True:
+            conn, _ = self._connect(read_seq=False)
+            try:
+                upto = self._lock_seq(conn) - keep
+                oldest = _run(conn, _SCAN, {"lo": CHANGELOG_PREFIX, "hi": CHANGELOG_END,
+                                            "n": 1}).first()
+                first = changelog_seq(oldest[0]) if oldest else upto + 1
+                if upto < first:
+                    return dropped
+                stop = min(upto + 1, first + _TRIM_CHUNK)
+                _run(conn, _DELETE_RANGE, {"lo": changelog_key(first), "hi": changelog_key(stop)})
+                _end(conn, committing=True)
+                dropped += stop - first
+            finally:
+                conn.close()
+
+    def disk_usage(self) -> int | None:
+        query = _SIZE_QUERIES.get(self._dialect)
+        if query is None:
+            return None
+        conn, _ = self._connect(read_seq=False)
+        try:
+            value = _run(conn, sa.text(query)).scalar()
+        finally:
+            conn.close()
+        return None if value is None else int(value)
+
+    def close(self) -> None:
+        self._sa.dispose()
+
+
+def _stream(conn: sa.Connection, start: bytes, end: bytes) -> Iterator[tuple[bytes, bytes]]:
+    """snapshot_scan's rows: pages from the pinned snapshot, then the connection back."""
+    try:
+        yield from _Reader(conn).scan(start, end, reverse=False, page=_MAX_PAGE)
+    finally:
+        conn.close()
+
+
+def _driver_url(url: str) -> str:
+    """Bare scheme names pick the default driver: PyMySQL, psycopg (3)."""
+    scheme, sep, rest = url.partition("://")
+    default = {"mysql": "mysql+pymysql", "mariadb": "mariadb+pymysql",
+               "postgresql": "postgresql+psycopg", "postgres": "postgresql+psycopg"}
+    return default.get(scheme, scheme) + sep + rest
+
+
+def _sqlite_transactions(engine: sa.Engine) -> None:
+    """SQLite as the design needs it. pysqlite's own transaction handling starts no
+    transaction for a SELECT (so no snapshot); we issue BEGIN ourselves. WAL lets
+    snapshots read while a writer commits; synchronous=FULL makes COMMIT durable."""
+
+    @sa.event.listens_for(engine, "connect")
+    def _connect(dbapi_conn, _record) -> None:
+        dbapi_conn.isolation_level = None
+        cursor = dbapi_conn.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=FULL")
+        cursor.close()
+
+    @sa.event.listens_for(engine, "begin")
+    def _begin(conn: sa.Connection) -> None:
+        conn.exec_driver_sql(conn.get_execution_options().get("sqlite_begin", "BEGIN"))
