@@ -53,7 +53,8 @@ class DatabaseServer:
             base_url = f"{self.scheme}://{USER}:{PASSWORD}@127.0.0.1:{self.port}/"
         self.base_url = base_url.rstrip("/") + "/"
         self._admin = sa.create_engine(self.base_url + self.admin_database,
-                                       isolation_level="AUTOCOMMIT", pool_size=1)
+                                       isolation_level="AUTOCOMMIT", pool_size=1,
+                                       pool_pre_ping=True)   # survives kill() + start()
 
     # --- what a subclass provides -----------------------------------------------------
     def initialise(self) -> None: ...

@@ -72,6 +72,19 @@ def test_write_conflict_on_read_key(engine):
         t2.commit()
 
 
+def test_write_skew_on_two_keys_conflicts(engine):
+    """Both read x and y and each sets one of them to 0 (the two on-call doctors):
+    snapshot isolation would commit both; a serializable engine refuses the second."""
+    put_all(engine, {b"x": b"1", b"y": b"1"})
+    t1, t2 = engine.begin(), engine.begin()
+    for txn, key in ((t1, b"x"), (t2, b"y")):
+        assert txn.get_many([b"x", b"y"]) == [b"1", b"1"]
+        txn.put(key, b"0")
+    t1.commit()
+    with pytest.raises(TxnConflict):
+        t2.commit()
+
+
 def test_phantom_in_scanned_range_conflicts(engine):
     """Write skew through a range: both check a directory is empty, both insert."""
     t1, t2 = engine.begin(), engine.begin()

@@ -1,0 +1,319 @@
+"""What the SQL engine adds to the contract: why its commit validation is needed, the
+change log across several processes' writers, error classification, and a MariaDB
+killed and restarted under load."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+
+import pymysql
+import pytest
+import sqlalchemy as sa
+
+from engines import changelog, open_engine
+from engines import sql as sqlmod
+from engines.contract import (CHANGELOG_END, CHANGELOG_PREFIX, CommitUnknown, EngineError,
+                              EngineUnavailable, TxnConflict)
+
+from conftest import fresh_engine_url
+
+pytestmark = pytest.mark.timeout(240)
+SQL_ENGINES = ["sqlite", "mariadb", "postgres"]
+MVCC_SERVERS = ["mariadb", "postgres"]     # REPEATABLE READ snapshots over the network
+
+
+@pytest.fixture(params=SQL_ENGINES)
+def url(request, tmp_path):
+    return fresh_engine_url(request, request.param, tmp_path)
+
+
+@pytest.fixture(params=MVCC_SERVERS)
+def server_url(request, tmp_path):
+    return fresh_engine_url(request, request.param, tmp_path)
+
+
+@pytest.fixture
+def mariadb_url(request, tmp_path):
+    return fresh_engine_url(request, "mariadb", tmp_path)
+
+
+@pytest.fixture
+def unvalidated(monkeypatch):
+    """The engine with its commit validation switched off: plain REPEATABLE READ."""
+    monkeypatch.setattr(sqlmod, "check_conflicts", lambda txn, write_sets: None)
+
+
+def commit_retrying(engine, body, deadline: float) -> int:
+    """Run body(txn) in transactions until one commits; returns its sequence."""
+    while time.monotonic() < deadline:
+        txn = engine.begin()
+        try:
+            body(txn)
+            return txn.commit(b"t")
+        except TxnConflict:
+            continue
+    raise AssertionError("no commit before the deadline")
+
+
+def increment(txn, key=b"ctr"):
+    txn.put(key, b"%d" % (int(txn.get(key) or b"0") + 1))
+
+
+# --- REPEATABLE READ alone is not enough: these fail without the validation ----------
+
+def lost_update(engine) -> tuple[bool, bytes]:
+    """Two overlapping increments on separate connections: (second refused?, final)."""
+    first, second = engine.begin(), engine.begin()
+    increment(first)
+    increment(second)
+    first.commit()
+    try:
+        second.commit()
+        refused = False
+    except TxnConflict:
+        refused = True
+    snap = engine.snapshot()
+    final = snap.get(b"ctr")
+    snap.rollback()
+    return refused, final
+
+
+def write_skew(engine) -> tuple[bool, list]:
+    """Both check that a range is empty, each inserts into it: (second refused?, rows)."""
+    first, second = engine.begin(), engine.begin()
+    for txn, key in ((first, b"d/x"), (second, b"d/y")):
+        assert list(txn.scan(b"d/", b"d0")) == []
+        txn.put(key, b"1")
+    first.commit()
+    try:
+        second.commit()
+        refused = False
+    except TxnConflict:
+        refused = True
+    snap = engine.snapshot()
+    rows = list(snap.scan(b"d/", b"d0"))
+    snap.rollback()
+    return refused, rows
+
+
+@pytest.mark.parametrize("anomaly", [lost_update, write_skew])
+def test_repeatable_read_alone_allows_the_anomaly(server_url, unvalidated, anomaly):
+    engine = open_engine(server_url)
+    try:
+        refused, result = anomaly(engine)
+    finally:
+        engine.close()
+    assert not refused
+    assert result in (b"1", [(b"d/x", b"1"), (b"d/y", b"1")])     # an update lost / skew
+
+
+@pytest.mark.parametrize("anomaly", [lost_update, write_skew])
+def test_commit_validation_prevents_the_anomaly(url, anomaly):
+    engine = open_engine(url)
+    try:
+        refused, result = anomaly(engine)
+    finally:
+        engine.close()
+    assert refused
+    assert result in (b"1", [(b"d/x", b"1")])      # only the first commit's effect
+
+
+# --- the change log with several writer processes -----------------------------------
+
+def test_change_log_gap_free_in_commit_order_across_engine_instances(url):
+    """Writers on separate engine instances (as separate metaservers would be) contend
+    on a shared counter and write keys of their own. Sequences are unique and gap-free,
+    and replaying the change records in sequence order rebuilds exactly the stored
+    state: the order is the commit order."""
+    writers, commits = 4, 25
+    engines = [open_engine(url) for _ in range(writers)]
+    seqs: list[int] = []
+    lock = threading.Lock()
+    deadline = time.monotonic() + 120
+
+    def work(index: int) -> None:
+        for i in range(commits):
+            def body(txn):
+                increment(txn)
+                txn.put(b"w%d/%d" % (index, i), b"%d" % i)
+                if i % 5 == 4:
+                    txn.delete(b"w%d/%d" % (index, i - 1))
+            seq = commit_retrying(engines[index], body, deadline)
+            with lock:
+                seqs.append(seq)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(writers)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    try:
+        assert sorted(seqs) == list(range(1, writers * commits + 1))
+        seq, rows = engines[0].snapshot_scan(b"", b"\xff\xff")
+        stored, records = {}, []
+        for key, value in rows:
+            if key.startswith(CHANGELOG_PREFIX):
+                records.append(changelog.decode(value))
+            else:
+                stored[key] = value
+        assert seq == writers * commits == engines[1].last_seq()
+        assert [r.seq for r in records] == list(range(1, seq + 1))
+        replayed: dict[bytes, bytes] = {}
+        for record in records:
+            for key, value in record.writes:
+                if value is None:
+                    replayed.pop(key, None)
+                else:
+                    replayed[key] = value
+        assert replayed == stored
+        assert stored[b"ctr"] == b"%d" % (writers * commits)
+    finally:
+        for engine in engines:
+            engine.close()
+
+
+def test_trimmed_records_make_an_old_transaction_conflict(url):
+    engine = open_engine(url)
+    try:
+        old = engine.begin()
+        old.get(b"k")
+        for i in range(3):
+            commit_retrying(engine, lambda txn: txn.put(b"other%d" % i, b"v"),
+                            time.monotonic() + 30)
+        assert engine.trim_changes(keep=1) == 2
+        old.put(b"k", b"v")
+        with pytest.raises(TxnConflict, match="trimmed"):
+            old.commit()
+    finally:
+        engine.close()
+
+
+def test_reopen_keeps_data_and_sequence_and_rebuilds_a_missing_sequence_row(url):
+    engine = open_engine(url)
+    for i in range(3):
+        commit_retrying(engine, lambda txn: txn.put(b"k%d" % i, b"v"), time.monotonic() + 30)
+    engine.close()
+    raw = sa.create_engine(sqlmod._driver_url(url))
+    with raw.begin() as conn:      # as a load that wrote rows and records might leave it
+        conn.execute(sa.delete(sqlmod.KV).where(sqlmod.KV.c.k == sqlmod.SEQ_KEY))
+    raw.dispose()
+    engine = open_engine(url)
+    try:
+        assert engine.last_seq() == 3
+        snap = engine.snapshot()
+        assert snap.get_many([b"k0", b"k2"]) == [b"v", b"v"]
+        snap.rollback()
+        assert commit_retrying(engine, increment, time.monotonic() + 30) == 4
+    finally:
+        engine.close()
+
+
+def test_directory_listing_is_a_primary_key_range_scan(mariadb_url):
+    engine = open_engine(mariadb_url)
+    try:
+        for d in (b"D1/", b"D2/", b"D3/"):
+            commit_retrying(engine, lambda txn: [txn.put(d + b"%04d" % i, b"e") for i in range(300)],
+                            time.monotonic() + 30)
+        query = str(sqlmod._SCAN.compile(dialect=engine._sa.dialect))
+        with engine._sa.connect() as conn:
+            plan = conn.exec_driver_sql("EXPLAIN " + query,
+                                        {"lo": b"D2/", "hi": b"D20", "n": 100}).mappings().one()
+        assert (plan["table"], plan["type"], plan["key"]) == ("kv", "range", "PRIMARY")
+        assert "filesort" not in (plan["Extra"] or "")      # rows come in key order
+    finally:
+        engine.close()
+
+
+# --- one place classifies errors ------------------------------------------------------
+
+def dbapi(orig) -> sa.exc.DBAPIError:
+    return sa.exc.OperationalError("statement", {}, orig)
+
+
+@pytest.mark.parametrize("orig, committing, expected", [
+    (pymysql.err.OperationalError(1213, "Deadlock found"), False, TxnConflict),
+    (pymysql.err.OperationalError(1205, "Lock wait timeout exceeded"), True, TxnConflict),
+    (pymysql.err.OperationalError(2006, "MySQL server has gone away"), False, EngineUnavailable),
+    (pymysql.err.OperationalError(2013, "Lost connection during query"), False, EngineUnavailable),
+    (pymysql.err.OperationalError(2013, "Lost connection during query"), True, CommitUnknown),
+    (pymysql.err.OperationalError(2003, "Can't connect"), False, EngineUnavailable),
+    (sqlite3.OperationalError("database is locked"), False, None),   # code set below
+])
+def test_classify(orig, committing, expected):
+    if isinstance(orig, sqlite3.OperationalError):
+        orig.sqlite_errorcode, expected = sqlite3.SQLITE_BUSY, TxnConflict
+    assert type(sqlmod.classify(dbapi(orig), committing)) is expected
+
+
+def test_classify_duplicate_key_and_serialization_failure():
+    duplicate = sa.exc.IntegrityError("INSERT", {}, pymysql.err.IntegrityError(1062, "Duplicate"))
+    assert isinstance(sqlmod.classify(duplicate), TxnConflict)
+
+    class SerializationFailure(Exception):
+        sqlstate = "40001"
+    assert isinstance(sqlmod.classify(dbapi(SerializationFailure()), True), TxnConflict)
+
+
+# --- MariaDB killed and restarted under load ------------------------------------------
+
+def test_mariadb_killed_and_restarted_under_load(mariadb_server, mariadb_url):
+    """Every transaction adds one key and bumps a counter. Across a SIGKILL and restart
+    of the server, callers see only contract errors, every acknowledged commit is
+    there, no transaction is half-applied, and the same engine object works again."""
+    if not mariadb_server.private:
+        pytest.skip("METASERVER_TEST_MYSQL_URL names a server this test must not kill")
+    engine = open_engine(mariadb_url)
+    acked: list[bytes] = []
+    errors: list[EngineError] = []
+    stop = threading.Event()
+    deadline = time.monotonic() + 90
+
+    def load(worker: int) -> None:
+        for i in range(100_000):
+            if stop.is_set() or time.monotonic() > deadline:
+                return
+            key = b"load/%d/%d" % (worker, i)
+            try:
+                txn = engine.begin()
+                txn.put(key, b"1")
+                increment(txn)
+                txn.commit(b"load")
+                acked.append(key)
+            except EngineError as exc:      # anything else fails the thread, and the test
+                errors.append(exc)
+                time.sleep(0.01)
+
+    threads = [threading.Thread(target=load, args=(w,)) for w in range(3)]
+    for t in threads:
+        t.start()
+    try:
+        _wait_for(lambda: len(acked) >= 50, deadline)
+        mariadb_server.kill()
+        _wait_for(lambda: len(errors) >= 3, deadline)
+        mariadb_server.start()
+        before = len(acked)
+        _wait_for(lambda: len(acked) >= before + 50, deadline)   # the same engine recovered
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+    assert all(isinstance(e, (EngineUnavailable, CommitUnknown, TxnConflict)) for e in errors)
+    assert any(isinstance(e, EngineUnavailable) for e in errors)
+    try:
+        _, rows = engine.snapshot_scan(b"", b"\xff\xff")
+        stored = dict(rows)
+        keys = {k for k in stored if k.startswith(b"load/")}
+        assert set(acked) <= keys                      # nothing acknowledged was lost
+        assert stored[b"ctr"] == b"%d" % len(keys)     # each transaction whole or absent
+        records = [k for k in stored if CHANGELOG_PREFIX <= k < CHANGELOG_END]
+        assert len(records) == engine.last_seq() == len(keys)
+    finally:
+        engine.close()
+
+
+def _wait_for(condition, deadline: float) -> None:
+    while not condition():
+        assert time.monotonic() < deadline, "the load made no progress in time"
+        time.sleep(0.05)
