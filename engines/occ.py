@@ -34,14 +34,20 @@ from engines import changelog
 from engines.contract import (
     CHANGELOG_END,
     CHANGELOG_PREFIX,
+    ENGINE_RESERVED_PREFIX,
     CommitUnknown,
     Engine,
     EngineError,
+    EngineUnavailable,
     ReadOnlyTxn,
     Txn,
     TxnConflict,
     changelog_key,
 )
+
+# Drivers over a store shared by several processes (SQL, TiKV) keep the newest commit
+# sequence under this key (8 bytes, big-endian); locking it serializes their commits.
+SEQ_KEY = ENGINE_RESERVED_PREFIX + b"S"
 
 
 class OccEngine(Engine):
@@ -194,6 +200,21 @@ def check_conflicts(txn: "OccTxn", newer_write_sets: Iterable[Collection[bytes]]
         for low, high in txn.read_ranges:
             if any(low <= key < high for key in written):
                 raise TxnConflict("a range this transaction scanned was changed")
+
+
+def decode_seq(raw: bytes | None) -> int:
+    if raw is None:
+        raise EngineUnavailable("the change sequence key is missing from the store")
+    return int.from_bytes(raw, "big")
+
+
+def check_change_log(txn: "OccTxn", seq: int, records: Sequence[bytes | None]) -> None:
+    """Backward validation against the stored change records txn.start+1..seq (in that
+    order, None where missing), read under the sequence lock. A missing record was
+    trimmed before this transaction could check it: that is a conflict too."""
+    if len(records) != seq - txn.start or None in records:
+        raise TxnConflict("change records this transaction must check were trimmed")
+    check_conflicts(txn, [{key for key, _ in changelog.decode(r).writes} for r in records])
 
 
 class Reader(Protocol):

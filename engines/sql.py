@@ -51,7 +51,6 @@ from engines import changelog
 from engines.contract import (
     CHANGELOG_END,
     CHANGELOG_PREFIX,
-    ENGINE_RESERVED_PREFIX,
     CommitUnknown,
     Engine,
     EngineError,
@@ -61,9 +60,8 @@ from engines.contract import (
     changelog_key,
     changelog_seq,
 )
-from engines.occ import OccTxn, check_conflicts
+from engines.occ import SEQ_KEY, OccTxn, check_change_log, decode_seq
 
-SEQ_KEY = ENGINE_RESERVED_PREFIX + b"S"
 MAX_KEY = 512
 _FIRST_PAGE, _MAX_PAGE = 32, 1024     # rows per scan query: small first, then growing
 _TRIM_CHUNK = 10_000                  # change records deleted per transaction
@@ -144,12 +142,6 @@ def classify(exc: BaseException, committing: bool = False) -> EngineError:
     if committing:
         return CommitUnknown(message)
     return EngineUnavailable(message)
-
-
-def _seq_value(raw: bytes | None) -> int:
-    if raw is None:
-        raise EngineUnavailable("the sequence row is missing from table kv")
-    return int.from_bytes(raw, "big")
 
 
 def _run(conn: sa.Connection, stmt, params: Any = None):
@@ -260,7 +252,7 @@ class SqlEngine(Engine):
             except sa_exc.SQLAlchemyError as exc:
                 raise classify(exc) from exc
             try:
-                return conn, _seq_value(conn.execute(_READ_SEQ).scalar()) if read_seq else 0
+                return conn, decode_seq(conn.execute(_READ_SEQ).scalar()) if read_seq else 0
             except sa_exc.DBAPIError as exc:
                 conn.close()
                 if attempt or not exc.connection_invalidated:
@@ -270,7 +262,7 @@ class SqlEngine(Engine):
     def _lock_seq(self, conn: sa.Connection) -> int:
         """Open the write transaction: lock the sequence row, return the newest seq."""
         conn.execution_options(**self._write_options)
-        return _seq_value(_run(conn, _LOCK_SEQ).scalar())
+        return decode_seq(_run(conn, _LOCK_SEQ).scalar())
 
     # --- Engine -------------------------------------------------------------------------
     def begin(self) -> Txn:
@@ -294,8 +286,9 @@ class SqlEngine(Engine):
                 return None
             _end(conn)      # the snapshot; nothing was written in it
             seq = self._lock_seq(conn)
-            if seq > txn.start:
-                check_conflicts(txn, self._write_sets(conn, txn.start, seq))
+            if seq > txn.start:     # a locking read: it sees the newest records
+                check_change_log(txn, seq, _run(conn, _LOCKED_RANGE, {
+                    "lo": changelog_key(txn.start + 1), "hi": changelog_key(seq + 1)}).scalars().all())
             seq += 1
             deleted = [k for k, v in txn.writes.items() if v is None]
             rows = [{"k": k, "v": v} for k, v in txn.writes.items() if v is not None]
@@ -308,15 +301,6 @@ class SqlEngine(Engine):
             return seq
         finally:
             conn.close()
-
-    @staticmethod
-    def _write_sets(conn: sa.Connection, start: int, seq: int) -> list[set[bytes]]:
-        """Keys written by commits start+1..seq, read under the sequence lock."""
-        records = _run(conn, _LOCKED_RANGE, {"lo": changelog_key(start + 1),
-                                             "hi": changelog_key(seq + 1)}).scalars().all()
-        if len(records) != seq - start:
-            raise TxnConflict("change records this transaction must check were trimmed")
-        return [{key for key, _ in changelog.decode(r).writes} for r in records]
 
     def snapshot_scan(self, start: bytes, end: bytes) -> tuple[int, Iterator[tuple[bytes, bytes]]]:
         conn, seq = self._connect()

@@ -1,6 +1,6 @@
 """What the SQL engine adds to the contract: why its commit validation is needed, the
-change log across several processes' writers, error classification, and a MariaDB
-killed and restarted under load."""
+change log across several processes' writers (also on TiKV, the other shared store),
+error classification, and a MariaDB killed and restarted under load."""
 
 from __future__ import annotations
 
@@ -17,15 +17,21 @@ from engines import sql as sqlmod
 from engines.contract import (CHANGELOG_END, CHANGELOG_PREFIX, CommitUnknown, EngineError,
                               EngineUnavailable, TxnConflict)
 
-from conftest import fresh_engine_url
+from conftest import free_port, fresh_engine_url
 
 pytestmark = pytest.mark.timeout(240)
 SQL_ENGINES = ["sqlite", "mariadb", "postgres"]
+SHARED_STORES = SQL_ENGINES + ["tikv"]      # stores several metaservers can share
 MVCC_SERVERS = ["mariadb", "postgres"]     # REPEATABLE READ snapshots over the network
 
 
 @pytest.fixture(params=SQL_ENGINES)
 def url(request, tmp_path):
+    return fresh_engine_url(request, request.param, tmp_path)
+
+
+@pytest.fixture(params=SHARED_STORES)
+def shared_url(request, tmp_path):
     return fresh_engine_url(request, request.param, tmp_path)
 
 
@@ -122,13 +128,13 @@ def test_commit_validation_prevents_the_anomaly(url, anomaly):
 
 # --- the change log with several writer processes -----------------------------------
 
-def test_change_log_gap_free_in_commit_order_across_engine_instances(url):
+def test_change_log_gap_free_in_commit_order_across_engine_instances(shared_url):
     """Writers on separate engine instances (as separate metaservers would be) contend
     on a shared counter and write keys of their own. Sequences are unique and gap-free,
     and replaying the change records in sequence order rebuilds exactly the stored
     state: the order is the commit order."""
     writers, commits = 4, 25
-    engines = [open_engine(url) for _ in range(writers)]
+    engines = [open_engine(shared_url) for _ in range(writers)]
     seqs: list[int] = []
     lock = threading.Lock()
     deadline = time.monotonic() + 120
@@ -174,8 +180,8 @@ def test_change_log_gap_free_in_commit_order_across_engine_instances(url):
             engine.close()
 
 
-def test_trimmed_records_make_an_old_transaction_conflict(url):
-    engine = open_engine(url)
+def test_trimmed_records_make_an_old_transaction_conflict(shared_url):
+    engine = open_engine(shared_url)
     try:
         old = engine.begin()
         old.get(b"k")
@@ -254,6 +260,12 @@ def test_classify_duplicate_key_and_serialization_failure():
     class SerializationFailure(Exception):
         sqlstate = "40001"
     assert isinstance(sqlmod.classify(dbapi(SerializationFailure()), True), TxnConflict)
+
+
+def test_tikv_without_a_reachable_pd_is_unavailable():
+    pytest.importorskip("tikv_client")
+    with pytest.raises(EngineUnavailable, match="TiKV"):
+        open_engine(f"tikv://127.0.0.1:{free_port()}/x")
 
 
 # --- MariaDB killed and restarted under load ------------------------------------------
