@@ -48,7 +48,7 @@ def mariadb_url(request, tmp_path):
 @pytest.fixture
 def unvalidated(monkeypatch):
     """The engine with its commit validation switched off: plain REPEATABLE READ."""
-    monkeypatch.setattr(sqlmod, "check_conflicts", lambda txn, write_sets: None)
+    monkeypatch.setattr(sqlmod, "check_change_log", lambda txn, seq, records: None)
 
 
 def commit_retrying(engine, body, deadline: float) -> int:
