@@ -26,13 +26,13 @@ class Outcome:
 
 def execute(target, op: str, indices: Sequence[int], make_item: Callable[[int], Item],
             on_result: Callable[[int, object], None], *, inflight: int, batch: int,
-            deadline: float | None = None, progress: Callable[[int], None] = lambda n: None
+            stonewall: float = 0.0, progress: Callable[[int], None] = lambda n: None
             ) -> Outcome:
-    """Do `op` on the items at `indices`. A request is taken only before `deadline`
-    (time.perf_counter() value); requests already taken complete. `on_result(index,
+    """Do `op` on the items at `indices`. With a stonewall, requests are taken only in
+    its first `stonewall` seconds; requests already taken complete. `on_result(index,
     result)` sees every successful result."""
     per_request = max(batch, 1)
-    chunks = iter([indices[i:i + per_request] for i in range(0, len(indices), per_request)])
+    chunks = (indices[i:i + per_request] for i in range(0, len(indices), per_request))
     lock = threading.Lock()
     outcome = Outcome()
     latencies: list[float] = []
@@ -70,6 +70,7 @@ def execute(target, op: str, indices: Sequence[int], make_item: Callable[[int], 
                 progress(ok)
 
     start = time.perf_counter()
+    deadline = start + stonewall if stonewall else None
     threads = [threading.Thread(target=work, daemon=True) for _ in range(inflight)]
     for t in threads:
         t.start()

@@ -41,8 +41,9 @@ def table(c: Config, target: dict[str, PhaseStats],
     for name in PERCENTILES:
         t.add_column(f"{name} ms", justify="right")
     for label in baselines:
-        t.add_column(f"{label} /s", justify="right")
-        t.add_column(f"x {label}", justify="right")
+        short = label.split(":")[0]     # localfs:PATH -> localfs; the path is in the heading
+        t.add_column(f"{short} /s", justify="right")
+        t.add_column(f"x {short}", justify="right")
     per_baseline = {label: ratios(target, stats) for label, stats in baselines.items()}
     for key, s in target.items():
         row = [title(key), *(f"{v:,.1f}" for v in (s.max, s.min, s.mean, s.stddev)),
@@ -57,8 +58,11 @@ def table(c: Config, target: dict[str, PhaseStats],
 
 def print_summary(c: Config, target: dict[str, PhaseStats],
                   baselines: dict[str, dict[str, PhaseStats]]) -> None:
-    console = Console(width=max(100, 60 + 22 * len(baselines)))
+    console = Console(width=110 + 24 * len(baselines))
     console.print(f"metabench: {describe(c)}", highlight=False)
+    if baselines:
+        console.print(f"baselines: {', '.join(baselines)}; x = metaserver rate / baseline rate",
+                      highlight=False)
     console.print(table(c, target, baselines))
     for key, s in target.items():
         if s.errors:

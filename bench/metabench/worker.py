@@ -163,13 +163,10 @@ class Worker:
         return record
 
     def _items(self, phase: Phase, timed: bool = True) -> Outcome:
-        deadline = None
-        if timed and self.config.stonewall:
-            deadline = time.perf_counter() + self.config.stonewall
         return execute(self.target, phase.target_op, self._eligible(phase.kind, phase.op),
                        self._item(phase.kind), self._on_result(phase.kind, phase.op),
                        inflight=self.config.inflight, batch=self.config.batch,
-                       deadline=deadline, progress=self._count if timed else (lambda n: None))
+                       stonewall=self.config.stonewall if timed else 0.0, progress=self._count if timed else (lambda n: None))
 
     def _untimed(self, kind: str, op: str) -> None:
         if self._eligible(kind, op):
