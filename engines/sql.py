@@ -39,7 +39,9 @@ statement finds it dead; nothing was read yet, so that retry is invisible.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator, Sequence
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
@@ -60,7 +62,7 @@ from engines.contract import (
     changelog_key,
     changelog_seq,
 )
-from engines.occ import SEQ_KEY, OccTxn, check_change_log, decode_seq
+from engines.occ import SEQ_KEY, OccTxn, check_change_log, check_conflicts, decode_seq
 
 MAX_KEY = 512
 _FIRST_PAGE, _MAX_PAGE = 32, 1024     # rows per scan query: small first, then growing
@@ -196,8 +198,9 @@ class SqlEngine(Engine):
         self.url = url
         sa_url = sa.make_url(_driver_url(url))
         self._dialect = sa_url.get_backend_name()
+        # Transactions end themselves (COMMIT, or ROLLBACK on close): no reset on return.
         options: dict[str, Any] = dict(pool_size=16, max_overflow=48, pool_timeout=10,
-                                       pool_recycle=3600)
+                                       pool_recycle=3600, pool_reset_on_return=None)
         # The write transaction's settings (see the module docstring).
         self._write_options: dict[str, Any] = {}
         if self._dialect == "sqlite":
@@ -214,6 +217,7 @@ class SqlEngine(Engine):
         if self._dialect == "sqlite":
             _sqlite_transactions(self._sa)
         self._upsert = _upsert(self._dialect)
+        self._group = _GroupCommit(self._commit_batch)
         self._init_table()
 
     def _init_table(self) -> None:
@@ -285,22 +289,42 @@ class SqlEngine(Engine):
             if not txn.writes:
                 return None
             _end(conn)      # the snapshot; nothing was written in it
-            seq = self._lock_seq(conn)
-            if seq > txn.start:     # a locking read: it sees the newest records
-                check_change_log(txn, seq, _run(conn, _LOCKED_RANGE, {
-                    "lo": changelog_key(txn.start + 1), "hi": changelog_key(seq + 1)}).scalars().all())
-            seq += 1
-            deleted = [k for k, v in txn.writes.items() if v is None]
-            rows = [{"k": k, "v": v} for k, v in txn.writes.items() if v is not None]
-            rows.append({"k": changelog_key(seq), "v": changelog.encode(seq, header, txn.writes)})
-            rows.append({"k": SEQ_KEY, "v": seq.to_bytes(8, "big")})
-            if deleted:
-                _run(conn, _DELETE_KEYS, {"keys": deleted})
-            _run(conn, self._upsert, rows)
-            _end(conn, committing=True)
-            return seq
+            return self._group.commit(_Pending(txn, header), conn)
         finally:
             conn.close()
+
+    def _commit_batch(self, batch: list[_Pending], conn: sa.Connection) -> None:
+        """One write transaction for the commits of many threads: they validate in
+        queue order (against the stored log, then against the ones accepted before
+        them), take consecutive sequences, and share one COMMIT (one log sync)."""
+        seq = newest = self._lock_seq(conn)
+        oldest = min(p.txn.start for p in batch)
+        stored = _run(conn, _LOCKED_RANGE, {    # a locking read: it sees the newest records
+            "lo": changelog_key(oldest + 1), "hi": changelog_key(newest + 1)}).scalars().all() \
+            if newest > oldest else []
+        writes: dict[bytes, bytes | None] = {}
+        accepted: list[_Pending] = []
+        for p in batch:
+            need = newest - p.txn.start     # the newest records; older ones may be trimmed
+            try:
+                check_change_log(p.txn, newest, stored[max(0, len(stored) - need):] if need else [])
+                check_conflicts(p.txn, [a.txn.writes for a in accepted])
+            except TxnConflict as exc:
+                p.error = exc
+                continue
+            seq += 1
+            p.seq = seq
+            accepted.append(p)
+            writes.update(p.txn.writes)
+            writes[changelog_key(seq)] = changelog.encode(seq, p.header, p.txn.writes)
+        if not accepted:
+            return
+        writes[SEQ_KEY] = seq.to_bytes(8, "big")
+        deleted = [k for k, v in writes.items() if v is None]
+        if deleted:
+            _run(conn, _DELETE_KEYS, {"keys": deleted})
+        _run(conn, self._upsert, [{"k": k, "v": v} for k, v in writes.items() if v is not None])
+        _end(conn, committing=True)
 
     def snapshot_scan(self, start: bytes, end: bytes) -> tuple[int, Iterator[tuple[bytes, bytes]]]:
         conn, seq = self._connect()
@@ -346,6 +370,53 @@ class SqlEngine(Engine):
 
     def close(self) -> None:
         self._sa.dispose()
+
+
+@dataclass
+class _Pending:
+    """A commit waiting for its batch: what to write, then how it went."""
+    txn: OccTxn
+    header: bytes
+    seq: int | None = None
+    error: BaseException | None = None
+    done: bool = False
+
+
+class _GroupCommit:
+    """Batches concurrent commits: the first waiting thread leads, taking everything
+    queued into one write transaction on its connection; the others wait for their
+    result. While a batch commits, the next one queues up behind it."""
+
+    def __init__(self, commit_batch: Callable[[list[_Pending], sa.Connection], None]) -> None:
+        self._commit_batch = commit_batch
+        self._cond = threading.Condition()
+        self._queue: list[_Pending] = []
+        self._leading = False
+
+    def commit(self, pending: _Pending, conn: sa.Connection) -> int:
+        with self._cond:
+            self._queue.append(pending)
+            while self._leading and not pending.done:
+                self._cond.wait()
+            if not pending.done:
+                self._leading = True
+                batch, self._queue = self._queue, []
+        if not pending.done:
+            try:
+                self._commit_batch(batch, conn)
+            except BaseException as exc:
+                for p in batch:
+                    if p.error is None:
+                        p.error = exc
+            finally:
+                with self._cond:
+                    for p in batch:
+                        p.done = True
+                    self._leading = False
+                    self._cond.notify_all()
+        if pending.error is not None:
+            raise pending.error
+        return pending.seq
 
 
 def _stream(conn: sa.Connection, start: bytes, end: bytes) -> Iterator[tuple[bytes, bytes]]:
