@@ -103,7 +103,7 @@ def test_acknowledged_creates_survive_kill_9(tmp_path):
     from engines import open_engine
     from engines import changelog
     from engines.contract import CHANGELOG_END, CHANGELOG_PREFIX
-    from metaserver.fsck import check
+    from metaserver.fsck import fsck
 
     engine = open_engine(f"rocksdb://{tmp_path / 'db'}")
     try:
@@ -111,7 +111,7 @@ def test_acknowledged_creates_survive_kill_9(tmp_path):
         seqs = [changelog.decode(v).seq for _, v in snap.scan(CHANGELOG_PREFIX, CHANGELOG_END)]
         snap.rollback()
         assert seqs == list(range(seqs[0], seqs[0] + len(seqs)))
-        report = check(engine)
+        report = fsck(engine)
         assert report.ok, report.problems
     finally:
         engine.close()
