@@ -69,17 +69,22 @@ def increment(txn, key=b"ctr"):
 
 # --- REPEATABLE READ alone is not enough: these fail without the validation ----------
 
+def commit_both(first, second) -> bool:
+    """Commit first, then second; whether the second was refused."""
+    first.commit()
+    try:
+        second.commit()
+        return False
+    except TxnConflict:
+        return True
+
+
 def lost_update(engine) -> tuple[bool, bytes]:
     """Two overlapping increments on separate connections: (second refused?, final)."""
     first, second = engine.begin(), engine.begin()
     increment(first)
     increment(second)
-    first.commit()
-    try:
-        second.commit()
-        refused = False
-    except TxnConflict:
-        refused = True
+    refused = commit_both(first, second)
     snap = engine.snapshot()
     final = snap.get(b"ctr")
     snap.rollback()
@@ -92,12 +97,7 @@ def write_skew(engine) -> tuple[bool, list]:
     for txn, key in ((first, b"d/x"), (second, b"d/y")):
         assert list(txn.scan(b"d/", b"d0")) == []
         txn.put(key, b"1")
-    first.commit()
-    try:
-        second.commit()
-        refused = False
-    except TxnConflict:
-        refused = True
+    refused = commit_both(first, second)
     snap = engine.snapshot()
     rows = list(snap.scan(b"d/", b"d0"))
     snap.rollback()
