@@ -204,7 +204,7 @@ class SqlEngine(Engine):
         # The write transaction's settings (see the module docstring).
         self._write_options: dict[str, Any] = {}
         if self._dialect == "sqlite":
-            options = dict(connect_args={"check_same_thread": False, "timeout": 10})
+            options["connect_args"] = {"check_same_thread": False, "timeout": 10}
             self._write_options = {"sqlite_begin": "BEGIN IMMEDIATE"}
         else:
             options["isolation_level"] = "REPEATABLE READ"
@@ -281,7 +281,7 @@ class SqlEngine(Engine):
 
     @staticmethod
     def _release(txn: OccTxn) -> None:
-        txn.reader.conn.close()     # the pool rolls back what is open
+        txn.reader.conn.close()     # which rolls back what is open
 
     def _commit(self, txn: OccTxn, header: bytes, wait_durable: bool) -> int | None:
         conn = txn.reader.conn
