@@ -42,7 +42,10 @@ RETRIES = Counter("metaserver_txn_retries_total", "Transaction attempts that wer
 
 MAX_ATOMIC_OPS = 256
 MAX_REQUEST_ID = 64
-_RETRYABLE = (TxnConflict, CommitUnknown)
+# EngineUnavailable means nothing was applied (a lost connection, a restarting database):
+# retried too, but within RETRY_SECONDS so a dead engine fails fast with EIO.
+_RETRYABLE = (TxnConflict, CommitUnknown, EngineUnavailable)
+RETRY_SECONDS = 10
 _WRITE = Op("unknown", None, True)   # unknown names take the write path, which reports them
 _HEADER = struct.Struct(">B")
 
@@ -181,8 +184,9 @@ class Runner:
                 RETRIES.labels(label, type(exc).__name__).inc()
             retrying = tenacity.Retrying(
                 retry=tenacity.retry_if_exception_type(_RETRYABLE),
-                stop=tenacity.stop_after_attempt(self.max_attempts - 1),
-                wait=tenacity.wait_random_exponential(multiplier=0.0002, max=0.05),
+                stop=(tenacity.stop_after_attempt(self.max_attempts - 1)
+                      | tenacity.stop_after_delay(RETRY_SECONDS)),
+                wait=tenacity.wait_random_exponential(multiplier=0.0002, max=0.5),
                 before_sleep=lambda state: RETRIES.labels(
                     label, type(state.outcome.exception()).__name__).inc(),
                 reraise=True)
