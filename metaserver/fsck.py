@@ -1,10 +1,10 @@
 """fsck: read a whole namespace from an engine and report every broken invariant.
 
-Read-only. Keys are streamed in key order, a page at a time, each page from its own
-snapshot; the result is exact for a namespace nobody writes to while it runs. Memory
-stays proportional to the number of inodes: per inode only a few integers are kept
-(its attr fields, how many entries name it and from where, link-parent sums), never
-names.
+Read-only. One point-in-time scan (Engine.snapshot_scan) streams inodes, counters and
+usage deltas in key order, so the result is exact even while others write: it is the
+state after change record `Report.seq`. Memory stays proportional to the number of
+inodes: per inode only a few integers are kept (its attr fields, how many entries name
+it and from where, link-parent sums), never names.
 
 Problem kinds (each reported with the inode it concerns; 0 for namespace-wide ones):
   undecodable        a key or value that does not parse
@@ -18,8 +18,10 @@ Problem kinds (each reported with the inode it concerns; 0 for namespace-wide on
   nlink              nlink differs from the entries (dirs: 2 + subdirectories)
   dir_links          a directory named by more than one entry
   dir_parent         a directory's attr.parent is not the directory holding its entry
-  file_parent        a one-link file's attr.parent is not the directory holding its entry
-  link_parents       `P` keys disagree with a file's entries (or exist while nlink == 1)
+  file_parent        a file with one entry whose attr.parent is not the directory holding it
+  link_parents       a file with several entries whose attr.parent is set, or whose `P` keys
+                     do not count its entries per directory; or `P` keys on a one-entry file
+                     (one or several: the entries that exist, nlink is checked on its own)
   missing_target     a symlink without its target
   orphan             an inode (not the root) that no entry names
   cycle              a directory on a loop of entries that never reaches the root
@@ -33,6 +35,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from itertools import groupby
 
 from engines.contract import Engine
 from metaserver import schema
@@ -59,6 +62,7 @@ class Report:
     inodes: int = 0
     dirs: int = 0
     files: int = 0              # every inode that is not a directory
+    seq: int = 0                # the change sequence of the state checked
 
     @property
     def ok(self) -> bool:
@@ -101,25 +105,12 @@ def _h(ino: int) -> int:
     return z ^ (z >> 31)
 
 
-def _pages(engine: Engine, start: bytes, end: bytes, page: int) -> Iterator[tuple[bytes, bytes]]:
-    """Every pair in [start, end), `page` keys per snapshot, each page after the last."""
-    while True:
-        snap = engine.snapshot()
-        try:
-            batch = list(snap.scan(start, end, limit=page))
-        finally:
-            snap.rollback()
-        yield from batch
-        if len(batch) < page:
-            return
-        start = batch[-1][0] + b"\0"
-
-
 class _Checker:
-    def __init__(self, engine: Engine, page: int) -> None:
+    def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        self.page = page
         self.nodes: dict[int, _Node] = {}
+        self.counters: dict[bytes, bytes] = {}
+        self.used_bytes = self.used_inodes = 0      # the usage deltas, summed
         self.report = Report()
 
     def node(self, ino: int) -> _Node:
@@ -129,32 +120,39 @@ class _Checker:
         return n
 
     def run(self) -> Report:
-        self.scan_inodes()
+        self.report.seq, pairs = self.engine.snapshot_scan(schema.INODE_PREFIX, schema.DELTA_END)
+        for prefix, group in groupby(pairs, key=lambda pair: pair[0][:1]):
+            if prefix == schema.INODE_PREFIX:
+                self.scan_inodes(group)
+            elif prefix == schema.COUNTER_PREFIX:
+                self.counters.update(group)
+            elif prefix == schema.DELTA_PREFIX:
+                for key, value in group:
+                    try:
+                        nbytes, inodes = schema.decode_delta(value)
+                    except struct.error as exc:
+                        self.report.add("undecodable", 0, f"{key!r}: {exc}")
+                        continue
+                    self.used_bytes += nbytes
+                    self.used_inodes += inodes
         self.check_inodes()
         self.check_reachable()
         self.check_counters()
         return self.report
 
-    # --- pass 1: stream the inode keys ---------------------------------------------------
-    def scan_inodes(self) -> None:
-        group, keys = None, {}          # the inode whose keys are streaming; tag -> count
-        for key, value in _pages(self.engine, schema.INODE_PREFIX, b"B", self.page):
-            if len(key) < 10:
-                self.report.add("undecodable", 0, f"short inode key {key!r}")
-                continue
-            ino = int.from_bytes(key[1:9], "big")
-            if ino != group:
-                if group is not None:
-                    self.end_group(group, keys)
-                group, keys = ino, {}
-            tag = key[9:10]
-            keys[tag] = keys.get(tag, 0) + 1
-            try:
-                self.take(ino, tag, key, value)
-            except (struct.error, ValueError) as exc:
-                self.report.add("undecodable", ino, f"{key!r}: {exc}")
-        if group is not None:
-            self.end_group(group, keys)
+    # --- pass 1: the inode keys, one inode's keys at a time ------------------------------
+    def scan_inodes(self, pairs: Iterator[tuple[bytes, bytes]]) -> None:
+        for head, keys in groupby(pairs, key=lambda pair: pair[0][:9]):
+            ino = int.from_bytes(head[1:], "big")
+            tags: dict[bytes, int] = {}
+            for key, value in keys:
+                tag = key[9:10]
+                tags[tag] = tags.get(tag, 0) + 1
+                try:
+                    self.take(ino, tag, key, value)
+                except (struct.error, ValueError) as exc:
+                    self.report.add("undecodable", ino, f"{key!r}: {exc}")
+            self.end_inode(ino, tags)
 
     def take(self, ino: int, tag: bytes, key: bytes, value: bytes) -> None:
         if tag == b"I":
@@ -183,7 +181,7 @@ class _Checker:
         elif tag not in (b"C", b"X"):
             raise ValueError(f"unknown key tag {tag!r}")
 
-    def end_group(self, ino: int, keys: dict[bytes, int]) -> None:
+    def end_inode(self, ino: int, keys: dict[bytes, int]) -> None:
         """Checks that need only this inode's own keys."""
         n = self.nodes.get(ino)
         type_ = n.type if n else 0
@@ -208,7 +206,8 @@ class _Checker:
         for ino, n in self.nodes.items():
             if not n.type:
                 if n.refs:
-                    r.add("dangling_dentry", ino, f"{n.refs} entries, one in directory {n.last_parent}")
+                    r.add("dangling_dentry", ino,
+                          f"{n.refs} entries, one in directory {n.last_parent}")
                 continue
             r.inodes += 1
             if n.refs and n.dtype != n.type:
@@ -238,12 +237,12 @@ class _Checker:
         r = self.report
         if n.nlink != n.refs:
             r.add("nlink", ino, f"nlink {n.nlink}, named by {n.refs} entries")
-        if n.nlink == 1:
-            if n.refs and n.parent != n.last_parent:
+        if n.refs == 1:
+            if n.parent != n.last_parent:
                 r.add("file_parent", ino, f"attr.parent {n.parent}, entry in {n.last_parent}")
             if n.p_keys:
                 r.add("link_parents", ino, f"{n.p_keys} link-parent keys on a one-link file")
-        elif n.nlink > 1 and (n.parent or n.p_count != n.refs or n.p_hash != n.ref_hash):
+        elif n.refs > 1 and (n.parent or n.p_count != n.refs or n.p_hash != n.ref_hash):
             r.add("link_parents", ino, f"attr.parent {n.parent}; P keys count {n.p_count} links "
                   f"for {n.refs} entries" + ("" if n.p_hash == n.ref_hash else
                                              ", not from the same directories"))
@@ -280,19 +279,22 @@ class _Checker:
                         self.report.add("unreachable", ino, "its parents never reach the root")
 
     # --- pass 4: counters ----------------------------------------------------------------
+    def counter(self, name: str) -> int:
+        key = schema.counter_key(name)
+        try:
+            return schema.decode_i64(self.counters.get(key))
+        except struct.error as exc:
+            self.report.add("undecodable", 0, f"{key!r}: {exc}")
+            return 0
+
     def check_counters(self) -> None:
         r = self.report
-        counters = dict(_pages(self.engine, schema.COUNTER_PREFIX, b"D", self.page))
         top = max((ino for ino, n in self.nodes.items() if n.type), default=0)
-        next_ino = schema.decode_i64(counters.get(schema.counter_key("nextInode")))
+        next_ino = self.counter("nextInode")
         if next_ino <= top:
             r.add("next_inode", top, f"nextInode {next_ino} is not above inode {top}")
-        used_bytes = schema.decode_i64(counters.get(schema.counter_key("usedBytes")))
-        used_inodes = schema.decode_i64(counters.get(schema.counter_key("usedInodes")))
-        for _, value in _pages(self.engine, schema.DELTA_PREFIX, schema.DELTA_END, self.page):
-            nbytes, inodes = schema.decode_delta(value)
-            used_bytes += nbytes
-            used_inodes += inodes
+        used_bytes = self.used_bytes + self.counter("usedBytes")
+        used_inodes = self.used_inodes + self.counter("usedInodes")
         sizes = sum(n.size for n in self.nodes.values() if n.type == FileType.REGULAR)
         if used_inodes != r.inodes or used_bytes != sizes:
             r.add("usage", 0, f"statfs says {used_inodes} inodes, {used_bytes} bytes; "
@@ -303,6 +305,6 @@ def _tags(keys: dict[bytes, int]) -> str:
     return ", ".join(f"{c} {t.decode(errors='replace')!r}" for t, c in sorted(keys.items()))
 
 
-def fsck(engine: Engine, page_size: int = 4096) -> Report:
+def fsck(engine: Engine) -> Report:
     """Check the namespace stored in `engine`; changes nothing."""
-    return _Checker(engine, page_size).run()
+    return _Checker(engine).run()
