@@ -3,6 +3,9 @@
 Paths are absolute in the metaserver (a relative one is taken from the root). A
 failure prints one line, `metactl: <path>: <strerror>`, and exits 1; when the server
 cannot be reached the line names its address instead of the path.
+
+`dump`, `load` and `fsck` work on an engine directly (`--meta-url`), not through a
+server: see their help for when that may be done while servers run.
 """
 
 from __future__ import annotations
@@ -10,13 +13,22 @@ from __future__ import annotations
 import dataclasses
 import os
 import stat
+import sys
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from typing import BinaryIO
+from urllib.parse import urlsplit
 
 import typer
 
+from engines import open_engine
+from engines.contract import Engine, EngineError
 from metaserver.client import Client
+from metaserver.dump import DumpError, TargetNotEmpty, dump, load
+from metaserver.errors import FsError
+from metaserver.fsck import fsck
+from metaserver.repair import repair
 from metaserver.types import Attr, Entry, FileType
 
 DEFAULT_SERVER = "127.0.0.1:7420"
@@ -44,9 +56,7 @@ class Session:
             raise
         except OSError as exc:
             # The client names the server address when it could not get an answer.
-            label = self.address if exc.filename == self.address else path
-            typer.echo(f"metactl: {label}: {os.strerror(exc.errno)}", err=True)
-            raise typer.Exit(1) from None
+            _fail(self.address if exc.filename == self.address else path, os.strerror(exc.errno))
 
     def resolve(self, path: str) -> Entry:
         return self.client.resolve(_absolute(path))
@@ -64,6 +74,11 @@ class Session:
         except FileNotFoundError:
             return self.locate(path)
         return (entry.ino, name) if entry.type == FileType.DIRECTORY else self.locate(path)
+
+
+def _fail(what: str, reason: str) -> None:
+    typer.echo(f"metactl: {what}: {reason}", err=True)
+    raise typer.Exit(1)
 
 
 def _absolute(path: str) -> bytes:
@@ -332,6 +347,114 @@ def statfs(ctx: typer.Context):
         typer.echo(f"{what}: total {getattr(usage, 'total_' + what)} "
                    f"used {getattr(usage, 'used_' + what)} avail {getattr(usage, 'avail_' + what)}")
 
+
+# --- commands on an engine directly --------------------------------------------------------
+
+_ENGINE_HELP = ("Engine URL: rocksdb:///path (its server stopped: RocksDB admits one process), "
+                "or a database any number of servers may share while they run "
+                "(mysql+pymysql://..., postgresql://..., sqlite:///..., tikv://...).")
+
+
+def _meta_url() -> str:
+    return typer.Option(..., "--meta-url", envvar="METASERVER_META_URL", metavar="URL",
+                        help=_ENGINE_HELP)
+
+
+@contextmanager
+def _reporting(url: str, file: str = "") -> Iterator[None]:
+    """Engine failures (named by the URL, without its password) and file failures
+    (named by `file`) become the one-line error."""
+    password = urlsplit(url).password
+    hide = (lambda text: text.replace(password, "***")) if password else (lambda text: text)
+    try:
+        yield
+    except (EngineError, FsError, TargetNotEmpty) as exc:
+        _fail(hide(url), hide(str(exc)))
+    except DumpError as exc:
+        _fail(file, str(exc))
+    except OSError as exc:
+        _fail(exc.filename or file, exc.strerror or str(exc))
+
+
+@contextmanager
+def _opened(url: str) -> Iterator[Engine]:
+    engine = open_engine(url)
+    try:
+        yield engine
+    finally:
+        engine.close()
+
+
+@contextmanager
+def _output(file: str) -> Iterator[BinaryIO]:
+    """FILE opened for writing (- is standard output), removed if the body fails."""
+    if file == "-":
+        yield sys.stdout.buffer
+        return
+    with open(file, "wb") as out:
+        try:
+            yield out
+        except BaseException:
+            os.unlink(file)     # an incomplete dump is of no use
+            raise
+
+
+@contextmanager
+def _input(file: str) -> Iterator[BinaryIO]:
+    if file == "-":
+        yield sys.stdin.buffer
+        return
+    with open(file, "rb") as src:
+        yield src
+
+
+@app.command("dump")
+def dump_command(file: str = typer.Argument(..., help="Where to write it; - for standard output."),
+                 meta_url: str = _meta_url(),
+                 compress: bool = typer.Option(True, "--compress/--no-compress",
+                                               help="gzip the records (level 1).")):
+    """Write a consistent snapshot of the whole namespace to FILE.
+
+    It is the state after one change sequence, taken without stopping
+    writers where the engine admits them. Prints one line (to standard
+    error when FILE is -): keys, bytes, seconds and that change sequence."""
+    with _reporting(meta_url, file), _opened(meta_url) as engine, _output(file) as out:
+        summary = dump(engine, out, compress=compress)
+    typer.echo(str(summary), err=file == "-")
+
+
+@app.command("load")
+def load_command(file: str = typer.Argument(..., help="A dump; - for standard input."),
+                 meta_url: str = _meta_url()):
+    """Fill an empty engine from a dump, before any server runs on it.
+
+    A file is checked whole before anything is written; from standard input,
+    damage stops the load where it is found, and that target is to be
+    discarded. Prints one line: keys, bytes, seconds, the source's change
+    sequence and this engine's."""
+    with _reporting(meta_url, file), _input(file) as src, _opened(meta_url) as engine:
+        summary = load(engine, src)
+    typer.echo(str(summary))
+
+
+@app.command("fsck")
+def fsck_command(meta_url: str = _meta_url(),
+                 fix: bool = typer.Option(False, "--repair",
+                                          help="Fix what is safe to fix, then check again.")):
+    """Check the namespace's invariants; exit 0 if clean, 1 if problems remain.
+
+    It reads one consistent snapshot, so it may run beside servers on a
+    shared database. --repair is meant for a quiet namespace; it prints
+    each change it makes."""
+    with _reporting(meta_url), _opened(meta_url) as engine:
+        report = fsck(engine)
+        typer.echo(str(report))
+        if not report.ok and fix:
+            typer.echo(str(repair(engine, report)))
+            report = fsck(engine)
+            typer.echo(f"after repair: {report}")
+    if not report.ok:
+        raise typer.Exit(1)
 
 def main() -> None:
     app(prog_name="metactl")
