@@ -64,12 +64,15 @@ class Config:
         return out
 
 
-class _Parser(argparse.ArgumentParser):
+class Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are ConfigError (one line), not usage text."""
+
     def error(self, message: str):          # one line, not usage + traceback-like noise
         raise ConfigError(message)
 
 
-def _positive(kind: type):
+def non_negative(kind):
+    """An argparse type: `kind(text)`, refusing negatives and saying so in one line."""
     def parse(text: str):
         try:
             value = kind(text)
@@ -82,10 +85,10 @@ def _positive(kind: type):
 
 
 def parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="metabench", add_help=True,
+    p = Parser(prog="metabench", add_help=True,
                 description="mdtest-style metadata benchmark for metaserver. "
                             "`metabench scale --help` for the scale curve.")
-    n = _positive(int)
+    n = non_negative(int)
     p.add_argument("-n", dest="items", type=n, default=0, help="items per process")
     p.add_argument("-I", dest="items_per_dir", type=n, default=0, help="items per directory")
     p.add_argument("-z", dest="depth", type=n, default=0, help="tree depth")
@@ -99,7 +102,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("-w", dest="write_bytes", type=n, default=0,
                    help="bytes per file, recorded as one slice in the chunk map")
     p.add_argument("-i", dest="iterations", type=n, default=1, help="iterations")
-    p.add_argument("-W", dest="stonewall", type=_positive(float), default=0.0,
+    p.add_argument("-W", dest="stonewall", type=non_negative(float), default=0.0,
                    help="stonewall: stop issuing a phase's work after this many seconds")
     p.add_argument("--io500-easy", action="store_true",
                    help="unique directory per process, files at leaves (-u -L -F)")
@@ -118,7 +121,7 @@ def parser() -> argparse.ArgumentParser:
                    help="engine for the raw baseline (default: a temporary one of the target's kind)")
     p.add_argument("--json", default="", metavar="FILE")
     p.add_argument("--plot", default="", metavar="FILE.png")
-    p.add_argument("--timeout", type=_positive(float), default=30.0, help="seconds per call")
+    p.add_argument("--timeout", type=non_negative(float), default=30.0, help="seconds per call")
     return p
 
 

@@ -27,7 +27,7 @@ from rich.console import Console
 from rich.table import Table
 
 from metabench import machine
-from metabench.config import ConfigError, _Parser, _positive, main_error
+from metabench.config import ConfigError, Parser, non_negative, main_error
 from metabench.execute import execute
 from metabench.scale_server import ScaleServer, file_name
 from metabench.stats import PERCENTILES
@@ -41,8 +41,8 @@ DUMP_TIMEOUT_S = 3600
 
 
 def parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="metabench scale", description=__doc__.splitlines()[0])
-    count = _positive(lambda text: int(float(text)))
+    p = Parser(prog="metabench scale", description=__doc__.splitlines()[0])
+    count = non_negative(lambda text: int(float(text)))
     p.add_argument("--to", type=count, default=DEFAULT_STEPS[-1], help="files at the last step")
     p.add_argument("--steps", default="", help="comma-separated file counts "
                    "(default: 1e5, 1e6, 1e7, then x10, up to --to)")
@@ -53,7 +53,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--batch", type=count, default=100, help="operations per Batch RPC (0: unary)")
     p.add_argument("--inflight", type=count, default=2, help="concurrent requests")
     p.add_argument("--page", type=count, default=1000, help="readdir page size")
-    p.add_argument("--list-seconds", type=_positive(float), default=900,
+    p.add_argument("--list-seconds", type=non_negative(float), default=900,
                    help="bound on listing the whole directory at each step")
     p.add_argument("--json", default="", metavar="FILE")
     p.add_argument("--plot", default="", metavar="FILE.png")

@@ -18,7 +18,6 @@ from typing import NamedTuple
 
 from metaserver.types import ROOT_INO, Slice
 
-OPS = ("mkdir", "create", "stat", "read", "rename", "unlink", "rmdir")
 # The client method of each operation that takes (parent, name); stat is a lookup by name.
 _METHOD = {"mkdir": "mkdir", "create": "create", "stat": "lookup", "unlink": "unlink",
            "rmdir": "rmdir"}

@@ -19,8 +19,6 @@ from metabench.execute import Outcome, execute
 from metabench.phases import TARGET_OP, Phase, item_kinds, item_phases, plan
 from metabench.targets import Item, TargetSpec, open_target
 
-KIND_NAMES = {"dir": "dir", "file": "file"}
-
 
 class Worker:
     def __init__(self, rank: int, config: Config, spec: TargetSpec, barrier, results,
@@ -144,7 +142,7 @@ class Worker:
         nodes, shape, rank = self.nodes, self.shape, self.rank
 
         def make(i: int) -> Item:
-            name = tree.item_name(KIND_NAMES[kind], rank, i)
+            name = tree.item_name(kind, rank, i)
             if moved[i]:
                 name = tree.renamed(name)
             return Item(nodes[shape.item_dir(i)], name, tree.renamed(name), handles[i])
