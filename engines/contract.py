@@ -84,6 +84,13 @@ class Txn(abc.ABC):
     @abc.abstractmethod
     def rollback(self) -> None: ...
 
+    @abc.abstractmethod
+    def validate(self) -> None:
+        """Raise TxnConflict unless everything read so far is one consistent state.
+
+        The runner calls this before it reports an error an operation raised: an answer
+        drawn from a mix of two states must be retried, not returned."""
+
 
 class Engine(abc.ABC):
     """A handle on one store. Thread-safe: many transactions may run at once."""

@@ -120,7 +120,8 @@ class OccEngine(Engine):
         with self._commit_lock:
             start = self._version
             self._active[start] += 1
-        return OccTxn(_LocalReader(self), start, read_only, self._commit, self._release)
+        return OccTxn(_LocalReader(self), start, read_only, self._commit, self._release,
+                      self._check)
 
     def _finish(self, start: int) -> None:
         """Called with the commit lock held when a transaction ends either way."""
@@ -154,6 +155,10 @@ class OccEngine(Engine):
         if wait_durable:
             self._wait_durable(seen)
         return version
+
+    def _check(self, txn: "OccTxn") -> None:
+        with self._commit_lock:
+            self._validate(txn)
 
     def _validate(self, txn: "OccTxn") -> None:
         newer = []
@@ -242,12 +247,15 @@ class OccTxn(Txn):
 
     def __init__(self, reader: Reader, start: int, read_only: bool,
                  on_commit: Callable[["OccTxn", bytes, bool], int | None],
-                 on_rollback: Callable[["OccTxn"], None]) -> None:
+                 on_rollback: Callable[["OccTxn"], None],
+                 on_validate: Callable[["OccTxn"], None] | None = None) -> None:
         self.reader = reader
         self.start = start
         self.read_only = read_only
         self._on_commit = on_commit
         self._on_rollback = on_rollback
+        # None: the reader serves one MVCC snapshot, consistent by construction.
+        self._on_validate = on_validate
         self.writes: dict[bytes, bytes | None] = {}
         self.read_keys: set[bytes] = set()
         self.read_ranges: list[list[bytes]] = []
@@ -308,6 +316,10 @@ class OccTxn(Txn):
         if not self._done:
             self._close()
             self._on_rollback(self)
+
+    def validate(self) -> None:
+        if self._on_validate is not None:
+            self._on_validate(self)
 
     def _close(self) -> None:
         if self._done:

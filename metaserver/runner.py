@@ -217,7 +217,14 @@ class Runner:
                             writer_id=self.writer_id, delta_seq=self._delta_seq,
                             dir_mtime_skip_ns=self._dir_mtime_skip_ns)
             tx = MetaTx(txn, ctx)
-            result = body(tx)
+            try:
+                result = body(tx)
+            except Exception:
+                # Live-read engines: the error may come from reads that straddle another
+                # commit (an answer no serial order gives); then this raises TxnConflict
+                # and the attempt is retried.
+                txn.validate()
+                raise
             if mutating:
                 tx.flush_accounting()
                 if request_id:

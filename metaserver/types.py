@@ -12,8 +12,8 @@ from enum import IntEnum, IntFlag
 
 ROOT_INO = 1
 NAME_MAX = 255
-PATH_MAX = 4096
-SYMLINK_MAX = 4096
+PATH_MAX = 4096           # counts the terminating NUL, as Linux's does
+SYMLINK_MAX = PATH_MAX - 1
 XATTR_NAME_MAX = 255
 XATTR_VALUE_MAX = 65536
 XATTR_LIST_MAX = 65536

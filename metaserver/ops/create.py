@@ -16,6 +16,8 @@ DIR_NLINK_MAX = (1 << 31) - 1
 
 def mknod(tx: MetaTx, *, parent: int, name: bytes, type: FileType = FileType.REGULAR,
           mode: int = 0o644, uid: int = 0, gid: int = 0, rdev: int = 0) -> Entry:
+    if type == FileType.DIRECTORY:
+        raise FsError(errno.EPERM, "mknod cannot make a directory: use mkdir")
     if type not in _MKNOD_TYPES:
         raise FsError(errno.EINVAL, "mknod makes regular files, fifos, sockets and devices")
     pattr = tx.free_name(parent, name)
@@ -40,8 +42,10 @@ def mkdir(tx: MetaTx, *, parent: int, name: bytes, mode: int = 0o755, uid: int =
 
 def symlink(tx: MetaTx, *, parent: int, name: bytes, target: bytes, uid: int = 0,
             gid: int = 0) -> Entry:
-    if not target or b"\0" in target:
-        raise FsError(errno.EINVAL, "symlink target is empty or contains NUL")
+    if not target:
+        raise FsError(errno.ENOENT, "symlink target is empty")
+    if b"\0" in target:
+        raise FsError(errno.EINVAL, "symlink target contains NUL")
     if len(target) > SYMLINK_MAX:
         raise FsError(errno.ENAMETOOLONG, f"symlink target longer than {SYMLINK_MAX} bytes")
     pattr = tx.free_name(parent, name)
@@ -53,13 +57,12 @@ def symlink(tx: MetaTx, *, parent: int, name: bytes, target: bytes, uid: int = 0
 
 
 def link(tx: MetaTx, *, ino: int, parent: int, name: bytes) -> Entry:
-    check_name(name)
     a = tx.attr(ino)
+    pattr = tx.free_name(parent, name)      # Linux resolves the new name first
     if a.is_dir:
         raise FsError(errno.EPERM, "hard links to directories are not allowed")
     if a.nlink >= LINK_MAX:
         raise FsError(errno.EMLINK, f"inode {ino} already has {a.nlink} links")
-    pattr = tx.free_name(parent, name)
     a.nlink += 1
     a.ctime_ns = tx.now
     tx.add_link_parent(a, parent)

@@ -54,7 +54,7 @@ def resolve(tx: MetaTx, *, path: bytes) -> Entry:
     """Walk an absolute path from the root without following symlinks (lstat-like)."""
     if not path.startswith(b"/"):
         raise FsError(errno.EINVAL, "path must be absolute")
-    if len(path) > PATH_MAX:
+    if len(path) >= PATH_MAX:
         raise FsError(errno.ENAMETOOLONG, f"path longer than {PATH_MAX} bytes")
     entry = Entry(b"/", ROOT_INO, FileType.DIRECTORY, tx.attr(ROOT_INO))
     for part in path.split(b"/"):

@@ -20,39 +20,39 @@ _KNOWN = int(RenameFlags.NOREPLACE | RenameFlags.EXCHANGE | RenameFlags.WHITEOUT
 
 def rename(tx: MetaTx, *, parent: int, name: bytes, new_parent: int, new_name: bytes,
            flags: int = 0) -> Entry:
+    # Checks run in the order Linux's renameat2 runs them, so each case gets its errno.
     if flags & ~_KNOWN:
         raise FsError(errno.EINVAL, f"unknown rename flags {flags:#x}")
+    if flags & RenameFlags.EXCHANGE and flags & (RenameFlags.NOREPLACE | RenameFlags.WHITEOUT):
+        raise FsError(errno.EINVAL, "EXCHANGE excludes NOREPLACE and WHITEOUT")
     if flags & RenameFlags.WHITEOUT:
         raise FsError(errno.EOPNOTSUPP, "RENAME_WHITEOUT is not supported")
-    if flags & RenameFlags.NOREPLACE and flags & RenameFlags.EXCHANGE:
-        raise FsError(errno.EINVAL, "NOREPLACE and EXCHANGE exclude each other")
     check_name(name)
     check_name(new_name)
-    src = tx.child(parent, name)
+    tx.dir_attr(parent)
     tx.dir_attr(new_parent)
+    src = tx.child(parent, name)
     found = tx.dentry(new_parent, new_name)
-    dst = None
-    if found is not None:
-        dst = Entry(new_name, found[1], found[0], tx.attr(found[1]))
-    if flags & RenameFlags.EXCHANGE:
-        if dst is None:
-            raise FsError(errno.ENOENT, f"EXCHANGE: no entry {quote(new_name)}")
-        if dst.ino != src.ino:
-            _exchange(tx, parent, src, new_parent, dst)
+    dst = None if found is None else Entry(new_name, found[1], found[0], tx.attr(found[1]))
+    exchange = bool(flags & RenameFlags.EXCHANGE)
+    if dst is not None and flags & RenameFlags.NOREPLACE:
+        raise FsError(errno.EEXIST, f"{quote(new_name)} exists")
+    if dst is None and exchange:
+        raise FsError(errno.ENOENT, f"EXCHANGE: no entry {quote(new_name)}")
+    if parent != new_parent:
+        _check_trap(tx, src, parent, dst, new_parent, exchange)
+    if dst is not None and dst.ino == src.ino:      # two names of one inode: nothing to do
+        return Entry(new_name, src.ino, src.type, src.attr)
+    if exchange:
+        _exchange(tx, parent, src, new_parent, dst)
         return Entry(new_name, src.ino, src.type, tx.attr(src.ino))
     if dst is not None:
-        if flags & RenameFlags.NOREPLACE:
-            raise FsError(errno.EEXIST, f"{quote(new_name)} exists")
-        if dst.ino == src.ino:              # same inode (hard links or same entry): no-op
-            return Entry(new_name, src.ino, src.type, src.attr)
         if src.attr.is_dir and not dst.attr.is_dir:
             raise FsError(errno.ENOTDIR, f"{quote(new_name)} is not a directory")
         if not src.attr.is_dir and dst.attr.is_dir:
             raise FsError(errno.EISDIR, f"{quote(new_name)} is a directory")
         if dst.attr.is_dir and not tx.is_empty_dir(dst.ino):
             raise FsError(errno.ENOTEMPTY, f"directory {quote(new_name)} is not empty")
-    if src.attr.is_dir and new_parent != parent and tx.is_ancestor(src.ino, new_parent):
-        raise FsError(errno.EINVAL, "cannot move a directory into its own subtree")
 
     tx.del_dentry(parent, name)
     tx.put_dentry(new_parent, new_name, src.type, src.ino)
@@ -68,12 +68,20 @@ def rename(tx: MetaTx, *, parent: int, name: bytes, new_parent: int, new_name: b
     return Entry(new_name, src.ino, src.type, src.attr)
 
 
+def _check_trap(tx: MetaTx, src: Entry, parent: int, dst: Entry | None, new_parent: int,
+                exchange: bool) -> None:
+    """Neither side may end up inside itself (Linux's lock_rename "trap"): moving a
+    directory below itself is EINVAL; replacing an ancestor of the source is ENOTEMPTY
+    (EINVAL for EXCHANGE, which would move that ancestor below itself)."""
+    if src.attr.is_dir and tx.is_ancestor(src.ino, new_parent):
+        raise FsError(errno.EINVAL, "cannot move a directory into its own subtree")
+    if dst is not None and dst.attr.is_dir and tx.is_ancestor(dst.ino, parent):
+        if exchange:
+            raise FsError(errno.EINVAL, "cannot move a directory into its own subtree")
+        raise FsError(errno.ENOTEMPTY, f"{quote(dst.name)} is an ancestor of the source")
+
+
 def _exchange(tx: MetaTx, parent: int, src: Entry, new_parent: int, dst: Entry) -> None:
-    if new_parent != parent:
-        if src.attr.is_dir and tx.is_ancestor(src.ino, new_parent):
-            raise FsError(errno.EINVAL, "cannot move a directory into its own subtree")
-        if dst.attr.is_dir and tx.is_ancestor(dst.ino, parent):
-            raise FsError(errno.EINVAL, "cannot move a directory into its own subtree")
     tx.put_dentry(parent, src.name, dst.type, dst.ino)
     tx.put_dentry(new_parent, dst.name, src.type, src.ino)
     parents = _Parents(tx, parent, new_parent)

@@ -11,10 +11,10 @@ from metaserver.types import XATTR_LIST_MAX, XATTR_NAME_MAX, XATTR_VALUE_MAX, Xa
 
 
 def _check(name: bytes) -> None:
-    if not name or b"\0" in name:
-        raise FsError(errno.EINVAL, "xattr name is empty or contains NUL")
-    if len(name) > XATTR_NAME_MAX:
-        raise FsError(errno.ERANGE, f"xattr name longer than {XATTR_NAME_MAX} bytes")
+    if b"\0" in name:
+        raise FsError(errno.EINVAL, "xattr name contains NUL")
+    if not name or len(name) > XATTR_NAME_MAX:
+        raise FsError(errno.ERANGE, f"xattr name must be 1..{XATTR_NAME_MAX} bytes")
 
 
 def getxattr(tx: MetaTx, *, ino: int, name: bytes) -> bytes:
