@@ -13,10 +13,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -37,7 +35,6 @@ DEFAULT_STEPS = (100_000, 1_000_000, 10_000_000)
 PROJECT_FILES = 1_000_000_000
 PROJECT_LIST = 10_000_000
 PHASES = ("create", "stat", "rename", "remove")
-DUMP_TIMEOUT_S = 3600
 
 
 def parser() -> argparse.ArgumentParser:
@@ -80,13 +77,20 @@ def steps_of(args) -> list[int]:
 
 class Scale:
     def __init__(self, args, server: ScaleServer, console: Console) -> None:
-        from metaserver.client import Client
         self.args, self.server, self.console = args, server, console
-        self.client = Client(server.address)
-        self.target = NamespaceTarget(self.client, 0)
+        self.client = None
+        self._connect()
         self.dir = self.client.mkdir(self.target.root, "scale").ino
         self.files = 0
         self.rng = random.Random(1)
+
+    def _connect(self) -> None:
+        """(Re)connect to the server, which moves to a new address after a dump."""
+        from metaserver.client import Client
+        if self.client is not None:
+            self.client.close()
+        self.client = Client(self.server.address)
+        self.target = NamespaceTarget(self.client, 0)
 
     def log(self, text: str) -> None:
         self.console.print(f"[{time.strftime('%H:%M:%S')}] {text}", highlight=False)
@@ -158,26 +162,13 @@ class Scale:
         row["rss_bytes"] = psutil.Process(self.server.pid).memory_info().rss
         self.log(f"step {step:,}: listing the directory")
         row["list"] = list_ = self.list_all()
-        row["dump_seconds"], row["dump_note"] = dump_seconds(self.server.address)
+        row["dump_seconds"], row["dump_note"] = self.server.dump()
+        self._connect()
         self.log(f"step {step:,}: create {row['create']['rate']:,.0f}/s, stat "
                  f"{row['stat']['rate']:,.0f}/s, {row['bytes_per_file'] or 0:.0f} B/file, "
                  f"RSS {row['rss_bytes'] >> 20} MiB, listed {list_['entries']:,} in "
                  f"{list_['seconds']:.0f} s")
         return row
-
-
-def dump_seconds(address: str) -> tuple[float | None, str]:
-    """Time `metactl dump` of the whole namespace, if that command exists."""
-    metactl = shutil.which("metactl") or os.path.join(os.path.dirname(sys.executable), "metactl")
-    probe = subprocess.run([metactl, "dump", "--help"], capture_output=True)
-    if probe.returncode != 0:
-        return None, "no dump facility (metactl dump) yet"
-    start = time.perf_counter()
-    done = subprocess.run([metactl, "--server", address, "dump"], stdout=subprocess.DEVNULL,
-                          stderr=subprocess.PIPE, timeout=DUMP_TIMEOUT_S)
-    if done.returncode != 0:
-        return None, "metactl dump failed: " + done.stderr.decode(errors="replace").strip()[:200]
-    return time.perf_counter() - start, ""
 
 
 def projection(rows: list[dict]) -> dict:
@@ -246,14 +237,14 @@ def markdown(rows: list[dict], proj: dict) -> str:
              "|" + "---:|" * len(t.columns)]
     cells = [list(c.cells) for c in t.columns]
     lines += ["| " + " | ".join(str(col[i]) for col in cells) + " |" for i in range(len(rows))]
-    notes = {r["dump_note"] for r in rows if r["dump_note"]}
+    notes = [f"{r['files']:,} files: {r['dump_note']}" for r in rows if r["dump_note"]]
     lines += ["", f"Projection to {proj['files']:.0e} files ({proj['model']}):",
               f"disk {_gib(proj['disk_bytes'])}, server RSS {_gib(proj['rss_bytes'])}, "
               f"time to create: {_hours(proj['create_seconds'], 'create')} through the API "
               f"(batched, sampled rate), {_hours(proj['create_seconds'], 'fill')} in bulk "
               f"(in-process atomic batches); "
               f"list a 10M-entry directory {proj['list_10m_seconds']:,.0f} s.",
-              *(f"Dump: {note}." for note in notes)]
+              *(f"Dump at {note}" for note in notes)]
     return "\n".join(lines) + "\n"
 
 

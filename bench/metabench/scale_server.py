@@ -1,20 +1,26 @@
 """The server side of `metabench scale`: a child process running the gRPC server on the
-namespace being grown, which also fills it in process (no RPC) on request and reports
-its engine's disk usage. Its RSS, read from outside, is the server's memory."""
+namespace being grown, which also fills it in process (no RPC) on request, reports its
+engine's disk usage, and times `metactl dump` of it (the server stopped meanwhile: an
+embedded engine admits one process). Its RSS, read from outside, is the server's memory."""
 
 from __future__ import annotations
 
 import multiprocessing
+import os
+import subprocess
+import sys
 import time
 
 FILL_CHUNK = 256        # creates per transaction: an atomic Batch's limit
 PROGRESS_EVERY_S = 10
+DUMP_TIMEOUT_S = 3600
 
 
 def _serve(url: str, conn) -> None:
     from metaserver.service import ServerConfig, StartError, start
+    config = ServerConfig(meta_url=url, listen="127.0.0.1:0")
     try:
-        running = start(ServerConfig(meta_url=url, listen="127.0.0.1:0"))
+        running = start(config)
     except StartError as exc:
         conn.send(("error", str(exc)))
         return
@@ -28,8 +34,31 @@ def _serve(url: str, conn) -> None:
                 conn.send(("disk", running.engine.disk_usage()))
             elif command == "fill":
                 conn.send(("filled", _fill(running.runner, conn, *args)))
+            elif command == "dump":
+                running.stop()
+                seconds, note = _dump(url)
+                running = start(config)
+                conn.send(("dumped", seconds, note, running.address))
     finally:
         running.stop()
+
+
+def _dump(url: str) -> tuple[float | None, str]:
+    """Seconds `metactl dump` takes to write the whole namespace (to /dev/null), and its
+    summary line; None and why not when it cannot run."""
+    if url.startswith("memory:"):
+        return None, "an in-memory namespace cannot be dumped from another process"
+    metactl = os.path.join(os.path.dirname(sys.executable), "metactl")
+    if subprocess.run([metactl, "dump", "--help"], capture_output=True).returncode != 0:
+        return None, "no dump facility (metactl dump) yet"
+    start = time.perf_counter()
+    done = subprocess.run([metactl, "dump", "--meta-url", url, "-"], stdout=subprocess.DEVNULL,
+                          stderr=subprocess.PIPE, text=True, timeout=DUMP_TIMEOUT_S)
+    seconds = time.perf_counter() - start
+    lines = done.stderr.strip().splitlines() or [""]
+    if done.returncode != 0:
+        return None, f"metactl dump failed: {lines[-1][:200]}"
+    return seconds, lines[-1][:200]
 
 
 def file_name(index: int) -> str:
@@ -71,6 +100,12 @@ class ScaleServer:
     def disk_usage(self) -> int | None:
         self._conn.send(("disk",))
         return self._conn.recv()[1]
+
+    def dump(self) -> tuple[float | None, str]:
+        """Time a dump; the server restarts after it, on a new address."""
+        self._conn.send(("dump",))
+        _, seconds, note, self.address = self._conn.recv()
+        return seconds, note
 
     def fill(self, parent: int, first: int, end: int, on_progress=lambda done: None) -> float:
         self._conn.send(("fill", parent, first, end))
