@@ -34,6 +34,9 @@ def _serve(url: str, conn) -> None:
                 conn.send(("disk", running.engine.disk_usage()))
             elif command == "fill":
                 conn.send(("filled", _fill(running.runner, conn, *args)))
+            elif command == "dump" and url.startswith("memory:"):
+                conn.send(("dumped", None, "an in-memory namespace cannot be dumped from "
+                           "another process", running.address))
             elif command == "dump":
                 running.stop()
                 seconds, note = _dump(url)
@@ -46,8 +49,6 @@ def _serve(url: str, conn) -> None:
 def _dump(url: str) -> tuple[float | None, str]:
     """Seconds `metactl dump` takes to write the whole namespace (to /dev/null), and its
     summary line; None and why not when it cannot run."""
-    if url.startswith("memory:"):
-        return None, "an in-memory namespace cannot be dumped from another process"
     metactl = os.path.join(os.path.dirname(sys.executable), "metactl")
     if subprocess.run([metactl, "dump", "--help"], capture_output=True).returncode != 0:
         return None, "no dump facility (metactl dump) yet"
