@@ -51,8 +51,10 @@ _DIR = FileType.DIRECTORY
 _ALLOWED_TAGS = {_DIR: {b"I", b"X", b"D"}, FileType.REGULAR: {b"I", b"X", b"C", b"P"},
                  FileType.SYMLINK: {b"I", b"X", b"S", b"P"}}
 _OTHER_TYPES_TAGS = {b"I", b"X", b"P"}
-# The kinds whose inodes need their entries looked at in pass 1.
-_ENTRY_KINDS = {"dangling_dentry", "dentry_type", "dir_links", "cycle", "root"}
+# The kinds whose inodes need their entries looked at in pass 1. Unreachable directories
+# are among them: a loop hidden behind a second entry (which pass 1 removes) shows as
+# unreachable, not as a cycle.
+_ENTRY_KINDS = {"dangling_dentry", "dentry_type", "dir_links", "cycle", "unreachable", "root"}
 _LEFT_ALONE = {"undecodable": "undecodable data is not guessed at",
                "missing_target": "a symlink's target cannot be recovered"}
 
@@ -108,8 +110,7 @@ class _Repairer:
             self.fix("root", self.fix_root)
         for ino in sorted(by_kind.get("stray_key", ())):
             self.fix(f"stray keys of inode {ino}", lambda tx, ino=ino: self.drop_stray_keys(tx, ino))
-        self.fix_entries({ino for kind in _ENTRY_KINDS for ino in by_kind.get(kind, ())},
-                         cycles=by_kind.get("cycle", set()))
+        self.fix_entries({ino for kind in _ENTRY_KINDS for ino in by_kind.get(kind, ())})
         if "next_inode" in by_kind:
             self.fix("nextInode", fix_next_inode)
         self.settle({p.ino for p in problems if p.ino and p.kind not in _LEFT_ALONE}
@@ -185,13 +186,13 @@ class _Repairer:
             yield f"deleted keys of {owner}: " + ", ".join(
                 f"{n} {tag!r}" for tag, n in sorted(dropped.items()))
 
-    def fix_entries(self, inos: set[int], cycles: set[int]) -> None:
+    def fix_entries(self, inos: set[int]) -> None:
         if not inos:
             return
         naming = entries_naming(self.engine, inos)
         attrs = self._attrs(inos)
         kept = {ino: _kept_entry(attrs.get(ino), entries) for ino, entries in naming.items()}
-        cut = _cycle_entry_points(cycles, kept)
+        cut = _cycle_entry_points(kept)
         for ino in sorted(inos):
             self.fix(f"entries naming inode {ino}", lambda tx, ino=ino: self.fix_entries_of(
                 tx, ino, naming.get(ino, []), kept.get(ino), cut_entry=ino in cut))
@@ -341,20 +342,20 @@ def _names(tx: MetaTx, holder: int, name: bytes, ino: int) -> bool:
 
 def _kept_entry(a: Attr | None, entries: list[tuple[int, bytes]]) -> tuple[int, bytes] | None:
     """The one entry a directory keeps: the one in its attr.parent, else the first."""
-    if a is None or not entries:
+    if a is None or not a.is_dir or not entries:
         return None
     return next((e for e in entries if e[0] == a.parent), entries[0])
 
 
-def _cycle_entry_points(cycles: set[int], kept: dict[int, tuple[int, bytes] | None]) -> set[int]:
-    """The lowest-numbered directory of each loop among `cycles`, following each one's
-    kept entry up to the directory holding it."""
+def _cycle_entry_points(kept: dict[int, tuple[int, bytes] | None]) -> set[int]:
+    """The lowest-numbered directory of each loop among the directories in `kept`,
+    following each one's kept entry up to the directory holding it."""
     points: set[int] = set()
     done: set[int] = set()
-    for start in sorted(cycles):
+    for start in sorted(kept):
         path: dict[int, int] = {}       # directory -> its position on this walk
         cur: int | None = start
-        while cur in cycles and cur not in done and cur not in path:
+        while cur in kept and cur not in done and cur not in path:
             path[cur] = len(path)
             entry = kept.get(cur)
             cur = entry[0] if entry else None
