@@ -5,6 +5,7 @@ flags fail in one line, and small runs work end to end (in process and over gRPC
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import threading
@@ -227,11 +228,11 @@ def test_scale_writes_steps_and_projection(tmp_path):
 
 @pytest.mark.parametrize("argv, says", [
     (["--bogus"], "unrecognized arguments"),
-    (["-n", "10"], "give a target"),
     (["-n", "x", "--meta-url", "memory://"], "not a number"),
     (["-n", "10", "-F", "-D", "--meta-url", "memory://"], "exclude each other"),
     (["-n", "10", "--server", "nohost"], "HOST:PORT"),
     (["-n", "10", "--server", f"127.0.0.1:{free_port()}"], "cannot reach"),
+    (["-n", "10"], "cannot reach"),                 # the default server, not running
     (["-n", "10", "--meta-url", "foo://x"], "unknown engine"),
     (["-n", "10", "--meta-url", "memory://", "--baseline", "ping"], "unknown baseline"),
     (["-n", "10", "--meta-url", "memory://", "--baseline", "echo"], "needs a server"),
@@ -239,7 +240,8 @@ def test_scale_writes_steps_and_projection(tmp_path):
     (["scale", "--to", "lots"], "not a number"),
 ])
 def test_bad_input_fails_in_one_line(argv, says):
-    done = subprocess.run([*METABENCH, *argv], capture_output=True, text=True, timeout=60)
+    done = subprocess.run([*METABENCH, *argv], capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "METASERVER_ADDRESS": f"127.0.0.1:{free_port()}"})
     assert done.returncode != 0
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and says in lines[0], done.stderr

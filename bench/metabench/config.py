@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import sys
 from dataclasses import dataclass
 
@@ -11,6 +12,7 @@ from dataclasses import dataclass
 PHASE_FLAGS = {"create": "C", "stat": "T", "read": "E", "rename": "U", "remove": "r"}
 DEFAULT_PHASES = ("create", "stat", "read", "remove")
 BATCH_MAX = 10000           # the API's limit of operations per Batch RPC
+DEFAULT_SERVER = "127.0.0.1:7420"   # where `metaserver serve` and metactl look by default
 IO500_HARD_BYTES = 3901
 
 
@@ -86,8 +88,10 @@ def non_negative(kind):
 
 def parser() -> argparse.ArgumentParser:
     p = Parser(prog="metabench", add_help=True,
-                description="mdtest-style metadata benchmark for metaserver. "
-                            "`metabench scale --help` for the scale curve.")
+                description="mdtest-style metadata benchmark for metaserver. Phases given "
+                            "(-C -T -E -U -r) are timed; none given means -C -T -E -r. Items a "
+                            "timed phase needs are created, and whatever is left removed, "
+                            "untimed. `metabench scale --help` for the scale curve.")
     n = non_negative(int)
     p.add_argument("-n", dest="items", type=n, default=0, help="items per process")
     p.add_argument("-I", dest="items_per_dir", type=n, default=0, help="items per directory")
@@ -112,7 +116,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--inflight", type=n, default=1, help="concurrent requests per process")
     p.add_argument("--batch", type=n, default=0, help="operations per Batch RPC (0: unary)")
     target = p.add_mutually_exclusive_group()
-    target.add_argument("--server", default="", metavar="HOST:PORT")
+    target.add_argument("--server", default="", metavar="HOST:PORT",
+                        help=f"the metaserver (default: $METASERVER_ADDRESS or {DEFAULT_SERVER})")
     target.add_argument("--meta-url", default="", metavar="URL",
                         help="run the namespace in process, no RPC (memory://, rocksdb:///PATH)")
     p.add_argument("--baseline", default="", metavar="LIST",
@@ -160,7 +165,9 @@ def from_args(argv: list[str]) -> Config:
         unique_dir=a.unique_dir, leaf_only=a.leaf_only, files=not a.dirs_only,
         dirs=not a.files_only, phases=phases, write_bytes=a.write_bytes,
         iterations=a.iterations, stonewall=a.stonewall, processes=a.processes,
-        inflight=a.inflight, batch=a.batch, server=a.server, meta_url=a.meta_url,
+        inflight=a.inflight, batch=a.batch, meta_url=a.meta_url,
+        server=a.server or ("" if a.meta_url else
+                            os.environ.get("METASERVER_ADDRESS", DEFAULT_SERVER)),
         baselines=parse_baselines(a.baseline), raw_url=a.raw_url, json=a.json, plot=a.plot,
         preset=preset, timeout=a.timeout)
     validate(config)
@@ -168,8 +175,6 @@ def from_args(argv: list[str]) -> Config:
 
 
 def validate(c: Config) -> None:
-    if not c.target:
-        raise ConfigError("give a target: --server HOST:PORT or --meta-url URL")
     if c.server:
         host, _, port = c.server.rpartition(":")
         if not host or not port.isdigit() or not 0 < int(port) < 65536:
