@@ -107,7 +107,8 @@ def empty(tmp_path):
     engine.close()
 
 
-def test_round_trip_rocksdb_mariadb_rocksdb(request, tmp_path, source):
+def test_round_trip_rocksdb_mariadb_rocksdb(request, monkeypatch, tmp_path, source):
+    monkeypatch.setattr(dumping, "LOAD_BATCH_KEYS", 1000)    # several load transactions
     keys, client_view = namespace(source), tree(Runner(source))
     first = dumped(source)
     info = DumpReader(io.BytesIO(first)).info
@@ -283,7 +284,8 @@ class Pipe(io.RawIOBase):
 @pytest.mark.parametrize("compress", [True, False])
 def test_damage_in_a_stream_stops_the_load_and_says_how_far_it_got(monkeypatch, source, empty,
                                                                    compress):
-    monkeypatch.setattr(dumping, "BLOCK_BYTES", 16 << 10)     # many blocks
+    monkeypatch.setattr(dumping, "BLOCK_BYTES", 16 << 10)     # many blocks ...
+    monkeypatch.setattr(dumping, "LOAD_BATCH_KEYS", 1000)     # ... and transactions
     data = dumped(source, compress=compress)
     with pytest.raises(DumpError, match=r"truncated; \d+ keys were loaded before it: discard"):
         load(empty, io.BufferedReader(Pipe(data[:-300])))
