@@ -11,10 +11,6 @@ setxattr on ext4 and tmpfs), with the choices the service's API makes on top:
   * RENAME_WHITEOUT is refused with EOPNOTSUPP;
   * a parent is an inode: a missing one is ENOENT, a non-directory ENOTDIR.
 Only mode and size are modelled for setattr, and no times.
-
-Where the service is known to answer differently (a reported core bug, listed in
-CORE_BUGS), the model still raises Linux's errno, as a CoreDivergence that also names
-the bug and the errno the service gives, so a test can tell a known bug from a new one.
 """
 
 from __future__ import annotations
@@ -30,35 +26,6 @@ DIR = FileType.DIRECTORY
 LINUX_PATH_MAX = 4096           # counts the terminating NUL: a symlink target holds at most 4095
 NOREPLACE, EXCHANGE, WHITEOUT = 1, 2, 4         # renameat2 flags
 XATTR_CREATE, XATTR_REPLACE = 1, 2
-
-CORE_BUGS = {
-    "rename-into-subtree-order": "moving a directory into its own subtree onto an existing "
-                                 "entry answers ENOTDIR/ENOTEMPTY, Linux EINVAL",
-    "rename-onto-ancestor-order": "renaming a non-directory onto an ancestor of its own "
-                                  "directory answers EISDIR, Linux ENOTEMPTY",
-    "rename-exchange-whiteout": "RENAME_EXCHANGE|RENAME_WHITEOUT answers EOPNOTSUPP, Linux EINVAL",
-    "rename-target-dir-order": "a missing source is reported before a destination parent that "
-                               "is not a directory: ENOENT, Linux ENOTDIR",
-    "link-dir-order": "link of a directory answers EPERM before checking the destination "
-                      "(Linux: EEXIST, ENOENT or ENOTDIR first)",
-    "symlink-empty-target": "symlink with an empty target answers EINVAL, Linux ENOENT",
-    "path-max": "a 4096-byte symlink target or path is accepted; Linux refuses it, since "
-                "PATH_MAX (4096) counts the terminating NUL",
-    "xattr-empty-name": "an empty xattr name answers EINVAL, Linux ERANGE",
-    "mknod-directory": "mknod of a directory answers EINVAL, Linux EPERM",
-}
-
-
-class CoreDivergence(FsError):
-    """Linux's errno, in a case where the service answers `service_errno` (bug `bug`);
-    service_errno None: the service accepts what Linux refuses."""
-
-    def __init__(self, code: int, service_errno: int | None, bug: str) -> None:
-        assert bug in CORE_BUGS, bug
-        super().__init__(code, f"{CORE_BUGS[bug]} [{bug}]")
-        self.service_errno = service_errno
-        self.bug = bug
-
 
 @dataclass
 class Node:
@@ -85,17 +52,13 @@ def check_name(name: bytes) -> None:
 
 def _check_path_length(path: bytes) -> None:
     if len(path) >= LINUX_PATH_MAX:
-        if len(path) == LINUX_PATH_MAX:
-            raise CoreDivergence(errno.ENAMETOOLONG, None, "path-max")
         raise FsError(errno.ENAMETOOLONG)
 
 
 def _xattr_name(name: bytes) -> None:
-    if not name:
-        raise CoreDivergence(errno.ERANGE, errno.EINVAL, "xattr-empty-name")
     if b"\0" in name:
         raise FsError(errno.EINVAL)
-    if len(name) > XATTR_NAME_MAX:
+    if not name or len(name) > XATTR_NAME_MAX:
         raise FsError(errno.ERANGE)
 
 
@@ -224,7 +187,7 @@ class ModelFS:
     def mknod(self, *, parent: int, name: bytes, type: FileType = FileType.REGULAR,
               mode: int = 0o644) -> int:
         if type == DIR:
-            raise CoreDivergence(errno.EPERM, errno.EINVAL, "mknod-directory")
+            raise FsError(errno.EPERM)
         if type == FileType.SYMLINK:
             raise FsError(errno.EINVAL)
         return self._create(parent, name, Node(type, mode & 0o7777))
@@ -234,7 +197,7 @@ class ModelFS:
 
     def symlink(self, *, parent: int, name: bytes, target: bytes) -> int:
         if not target:
-            raise CoreDivergence(errno.ENOENT, errno.EINVAL, "symlink-empty-target")
+            raise FsError(errno.ENOENT)
         if b"\0" in target:
             raise FsError(errno.EINVAL)
         _check_path_length(target)
@@ -244,12 +207,7 @@ class ModelFS:
     def link(self, *, ino: int, parent: int, name: bytes) -> int:
         check_name(name)
         n = self.node(ino)
-        try:
-            d = self._free(parent, name)
-        except FsError as exc:
-            if n.is_dir:
-                raise CoreDivergence(exc.errno, errno.EPERM, "link-dir-order") from None
-            raise
+        d = self._free(parent, name)       # the new name is resolved before EPERM
         if n.is_dir:
             raise FsError(errno.EPERM)
         d.entries[name] = ino
@@ -277,20 +235,13 @@ class ModelFS:
         if flags & ~(NOREPLACE | EXCHANGE | WHITEOUT):
             raise FsError(errno.EINVAL)
         if flags & EXCHANGE and flags & (NOREPLACE | WHITEOUT):
-            if flags & WHITEOUT:
-                raise CoreDivergence(errno.EINVAL, errno.EOPNOTSUPP, "rename-exchange-whiteout")
             raise FsError(errno.EINVAL)
         if flags & WHITEOUT:
             raise FsError(errno.EOPNOTSUPP)
         check_name(name)
         check_name(new_name)
         d = self.dir(parent)
-        try:
-            nd = self.dir(new_parent)
-        except FsError as exc:
-            if name not in d.entries and exc.errno != errno.ENOENT:
-                raise CoreDivergence(exc.errno, errno.ENOENT, "rename-target-dir-order") from None
-            raise
+        nd = self.dir(new_parent)          # both parents before the source entry
         src_ino = d.entries.get(name)
         if src_ino is None:
             raise FsError(errno.ENOENT)
@@ -325,17 +276,9 @@ class ModelFS:
         """Linux's lock_rename trap: neither side may be an ancestor of the other's parent."""
         exchange = flags & EXCHANGE
         if src.is_dir and self.is_ancestor(src_ino, new_parent):
-            service = _mismatch(src, dst) if dst is not None and not exchange else None
-            if service:
-                raise CoreDivergence(errno.EINVAL, service, "rename-into-subtree-order")
             raise FsError(errno.EINVAL)
         if dst is not None and dst.is_dir and self.is_ancestor(dst_ino, parent):
-            if exchange:
-                raise FsError(errno.EINVAL)
-            service = _mismatch(src, dst)
-            if service != errno.ENOTEMPTY:
-                raise CoreDivergence(errno.ENOTEMPTY, service, "rename-onto-ancestor-order")
-            raise FsError(errno.ENOTEMPTY)
+            raise FsError(errno.EINVAL if exchange else errno.ENOTEMPTY)
 
     def _reparent(self, ino: int, n: Node, old: int, new: int) -> None:
         if n.is_dir and old != new:

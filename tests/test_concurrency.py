@@ -243,10 +243,6 @@ def _noreplace_rename_while_the_source_moves_there(r: Runner, engine):
     return ("rename", dict(move, flags=NOREPLACE)), errno.ENOENT    # serially: the source is gone
 
 
-@pytest.mark.xfail(strict=True, raises=(ValueError, AssertionError),
-                   reason="core bug: Runner._attempt reports the outcome of an "
-                   "attempt that raised without validating its reads; on memory/RocksDB reads "
-                   "are live, so it may have seen two commits mixed")
 @pytest.mark.parametrize("case", [_unlink_while_the_other_link_goes,
                                   _noreplace_rename_while_the_source_moves_there])
 def test_an_attempt_that_read_two_states_is_retried(engine, case):

@@ -3,8 +3,8 @@
 A hypothesis state machine drives random operations through the Runner and through
 tests/model_fs.py side by side, on the memory and the RocksDB engine (RocksDB also
 restarts mid-run). After every step the whole tree must equal the model and fsck must
-find nothing. Known core bugs (model_fs.CORE_BUGS) are tolerated by the machine and
-demonstrated one by one by strict xfail tests below.
+find nothing. Cases where Linux's errno depends on the order of its checks are pinned
+one by one at the end.
 
 Hypothesis settings: HYPOTHESIS_PROFILE=default (or unset), ci, or long, an on-demand
 soak: `HYPOTHESIS_PROFILE=long .venv/bin/pytest --timeout 0 tests/test_model.py`.
@@ -30,7 +30,7 @@ from metaserver.fsck import fsck
 from metaserver.ops import OPS
 from metaserver.runner import Runner
 from metaserver.types import ROOT_INO, Attr, Entry, FileType, SetAttrMask
-from model_fs import CORE_BUGS, EXCHANGE, NOREPLACE, WHITEOUT, CoreDivergence, ModelFS
+from model_fs import EXCHANGE, NOREPLACE, WHITEOUT, ModelFS
 
 # Applied to these tests only: load_profile would change every hypothesis test in the run.
 _COMMON = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -91,7 +91,7 @@ class Pair:
         self.acked: list[tuple[str, bytes, dict, object]] = []  # mutations, for replays
         self._rids = itertools.count()
 
-    def check(self, op: str, strict: bool = False, **kwargs):
+    def check(self, op: str, **kwargs):
         """Run `op` on both; assert they agree. The model's result, or FAILED."""
         expected, want = outcome(lambda: getattr(self.model, op)(**kwargs))
         real_kwargs = {k: self.real[v] if k in INO_ARGS else v for k, v in kwargs.items()}
@@ -99,7 +99,7 @@ class Pair:
         got, err = outcome(lambda: self.runner.call(op, rid, **real_kwargs))
         if currently_in_test_context():     # statistics: what the runs exercised
             event(f"{op}: {errno.errorcode[err.errno] if err else 'ok'}")
-        if self.both_failed(f"{op}{kwargs}", want, err, expected, got, strict):
+        if self.both_failed(f"{op}{kwargs}", want, err, expected, got):
             return FAILED
         if isinstance(got, Entry | Attr):
             self.bind(expected, got.ino)
@@ -113,21 +113,16 @@ class Pair:
     def check_readdir(self, ino: int, limit: int) -> None:
         expected, want = outcome(lambda: self.model.readdir(ino=ino))
         got, err = outcome(lambda: [e.name for e in list_dir(self.runner, self.real[ino], limit)])
-        if not self.both_failed(f"readdir({ino})", want, err, expected, got, strict=False):
+        if not self.both_failed(f"readdir({ino})", want, err, expected, got):
             assert got == expected
 
     @staticmethod
-    def both_failed(what: str, want: FsError | None, err: FsError | None, expected, got,
-                    strict: bool) -> bool:
-        """True if both refused alike (or as a known core bug allows), False if both
-        succeeded; fails the test otherwise."""
+    def both_failed(what: str, want: FsError | None, err: FsError | None, expected, got) -> bool:
+        """True if both refused alike, False if both succeeded; fails the test otherwise."""
         assert (want is None) == (err is None), \
             f"{what}: model {want or expected!r}, service {err or got!r}"
         if want is None:
             return False
-        if isinstance(want, CoreDivergence) and not strict and err.errno == want.service_errno:
-            event(f"known core bug: {want.bug}")
-            return True
         assert err.errno == want.errno, (
             f"{what}: service {errno.errorcode[err.errno]} ({err.message}), "
             f"model {errno.errorcode[want.errno]} ({want.message})")
@@ -409,54 +404,47 @@ def test_request_id_returns_first_result_and_applies_once(engine, op):
     assert fsck(engine).ok
 
 
-# --- known core bugs: each one demonstrated --------------------------------------------------
+# --- errnos that depend on the order of Linux's checks: each case pinned -----------------
 
-# bug: (paths to create, "/" ending a directory; the call, path strings naming inodes)
-BUG_SCENARIOS = {
-    "rename-into-subtree-order": (["/a/", "/a/b/", "/a/b/f"], "rename",
-                                  dict(parent="/", name=b"a", new_parent="/a/b", new_name=b"f")),
-    "rename-onto-ancestor-order": (["/a/", "/a/b/", "/a/b/f"], "rename",
-                                   dict(parent="/a/b", name=b"f", new_parent="/", new_name=b"a")),
+# case: (paths to create, "/" ending a directory; the call, path strings naming inodes;
+#        Linux's errno)
+ORDER_CASES = {
+    "rename-into-subtree-onto-entry": (["/a/", "/a/b/", "/a/b/f"], "rename",
+                                       dict(parent="/", name=b"a", new_parent="/a/b",
+                                            new_name=b"f"), errno.EINVAL),
+    "rename-onto-ancestor": (["/a/", "/a/b/", "/a/b/f"], "rename",
+                             dict(parent="/a/b", name=b"f", new_parent="/", new_name=b"a"),
+                             errno.ENOTEMPTY),
     "rename-exchange-whiteout": (["/f", "/g"], "rename",
                                  dict(parent="/", name=b"f", new_parent="/", new_name=b"g",
-                                      flags=EXCHANGE | WHITEOUT)),
-    "rename-target-dir-order": (["/f"], "rename",
-                                dict(parent="/", name=b"missing", new_parent="/f", new_name=b"x")),
-    "link-dir-order": (["/d/", "/f"], "link", dict(ino="/d", parent="/", name=b"f")),
-    "symlink-empty-target": ([], "symlink", dict(parent="/", name=b"s", target=b"")),
-    "path-max": ([], "symlink", dict(parent="/", name=b"s", target=b"t" * 4096)),
-    "xattr-empty-name": (["/f"], "setxattr", dict(ino="/f", name=b"", value=b"v")),
-    "mknod-directory": ([], "mknod", dict(parent="/", name=b"d", type=FileType.DIRECTORY)),
+                                      flags=EXCHANGE | WHITEOUT), errno.EINVAL),
+    "rename-target-dir-first": (["/f"], "rename",
+                                dict(parent="/", name=b"missing", new_parent="/f", new_name=b"x"),
+                                errno.ENOTDIR),
+    "link-dir-onto-entry": (["/d/", "/f"], "link", dict(ino="/d", parent="/", name=b"f"),
+                            errno.EEXIST),
+    "symlink-empty-target": ([], "symlink", dict(parent="/", name=b"s", target=b""),
+                             errno.ENOENT),
+    "symlink-path-max": ([], "symlink", dict(parent="/", name=b"s", target=b"t" * 4096),
+                         errno.ENAMETOOLONG),
+    "xattr-empty-name": (["/f"], "setxattr", dict(ino="/f", name=b"", value=b"v"), errno.ERANGE),
+    "mknod-directory": ([], "mknod", dict(parent="/", name=b"d", type=FileType.DIRECTORY),
+                        errno.EPERM),
 }
 
 
-def _bug_scenario(bug: str) -> tuple[Pair, str, dict]:
+@pytest.mark.parametrize("case", ORDER_CASES)
+def test_errno_order_like_linux(case):
+    """The model says Linux's errno for the case, and the service agrees with it."""
+    paths, op, kwargs, linux_errno = ORDER_CASES[case]
     pair = Pair(Runner(open_engine("memory://")))
-    paths, op, kwargs = BUG_SCENARIOS[bug]
     for path in paths:
         parent, _, name = path.rstrip("/").rpartition("/")
         pair.check("mkdir" if path.endswith("/") else "mknod",
                    parent=pair.model.resolve(path=parent.encode() or b"/"), name=name.encode())
-    return pair, op, {k: pair.model.resolve(path=v.encode()) if k in INO_ARGS else v
-                      for k, v in kwargs.items()}
-
-
-def test_every_known_core_bug_has_a_scenario():
-    assert set(BUG_SCENARIOS) == set(CORE_BUGS)
-
-
-@pytest.mark.parametrize("bug", BUG_SCENARIOS)
-def test_bug_scenario_hits_that_bug_in_the_model(bug):
-    pair, op, kwargs = _bug_scenario(bug)
-    with pytest.raises(CoreDivergence) as caught:
+    kwargs = {k: pair.model.resolve(path=v.encode()) if k in INO_ARGS else v
+              for k, v in kwargs.items()}
+    with pytest.raises(FsError) as model_said:
         getattr(pair.model, op)(**kwargs)
-    assert caught.value.bug == bug
-
-
-@pytest.mark.parametrize("bug", [
-    pytest.param(bug, marks=pytest.mark.xfail(strict=True, raises=AssertionError,
-                                              reason=f"core bug: {text}"))
-    for bug, text in CORE_BUGS.items()])
-def test_core_answers_like_linux(bug):
-    pair, op, kwargs = _bug_scenario(bug)
-    pair.check(op, strict=True, **kwargs)
+    assert model_said.value.errno == linux_errno
+    assert pair.check(op, **kwargs) is FAILED
