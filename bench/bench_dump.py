@@ -60,20 +60,12 @@ def timed(fn) -> tuple[float, object]:
     return time.perf_counter() - start, result
 
 
-def dump_to(url: str, path: str):
+def on_file(url: str, path: str, mode: str, step):
+    """step(engine, file) with the engine at `url` and `path` open in `mode`."""
     engine = open_engine(url)
     try:
-        with open(path, "wb") as out:
-            return dump(engine, out)
-    finally:
-        engine.close()
-
-
-def load_from(url: str, path: str):
-    engine = open_engine(url)
-    try:
-        with open(path, "rb") as src:
-            return load(engine, src)
+        with open(path, mode) as file:
+            return step(engine, file)
     finally:
         engine.close()
 
@@ -96,11 +88,11 @@ def main() -> None:
         build_s, files = timed(lambda: build(source, args.files, args.build_seconds))
         maria = server.new_database()
         phases = {
-            "dump_rocksdb": lambda: dump_to(source, f"{work}/rocksdb.dump"),
+            "dump_rocksdb": lambda: on_file(source, f"{work}/rocksdb.dump", "wb", dump),
             "verify_file": lambda: verify_file(f"{work}/rocksdb.dump"),
-            "load_rocksdb": lambda: load_from(copy, f"{work}/rocksdb.dump"),
-            "load_mariadb": lambda: load_from(maria, f"{work}/rocksdb.dump"),
-            "dump_mariadb": lambda: dump_to(maria, f"{work}/mariadb.dump"),
+            "load_rocksdb": lambda: on_file(copy, f"{work}/rocksdb.dump", "rb", load),
+            "load_mariadb": lambda: on_file(maria, f"{work}/rocksdb.dump", "rb", load),
+            "dump_mariadb": lambda: on_file(maria, f"{work}/mariadb.dump", "wb", dump),
         }
         seconds, summaries = {}, {}
         for name, run in phases.items():

@@ -3,6 +3,7 @@ fixed by repair (fsck clean after), and leaves a namespace that works; metactl f
 
 from __future__ import annotations
 
+import dataclasses
 import pathlib
 import shutil
 import subprocess
@@ -10,13 +11,14 @@ import sys
 from dataclasses import dataclass
 
 import pytest
+import test_fsck
 
 from engines import open_engine
 from metaserver import schema
 from metaserver.fsck import fsck
 from metaserver.repair import LOST_FOUND, repair
 from metaserver.runner import Runner
-from metaserver.types import ROOT_INO, FileType, Slice
+from metaserver.types import ROOT_INO, FileType
 
 METACTL = shutil.which("metactl", path=str(pathlib.Path(sys.executable).parent))
 LOCAL_ENGINES = pytest.mark.parametrize("engine", ["memory", "rocksdb"], indirect=True)
@@ -24,30 +26,18 @@ DIR, REG = FileType.DIRECTORY, FileType.REGULAR
 
 
 @dataclass
-class Tree:
-    """/a/b/c/deep, /a/f (chunk, xattr), /g also linked as /a/g2, /s -> a/f."""
-    a: int
-    b: int
-    c: int
-    deep: int
-    f: int
-    g: int
-    s: int
+class Tree(test_fsck.Tree):
+    """fsck's test tree (/a/b/, /a/f with a chunk and an xattr, /g linked as /a/g2,
+    /s -> /a/f) and /a/b/c/deep, so that a cycle can span three directories."""
+    c: int = 0
+    deep: int = 0
 
 
 def build(runner: Runner) -> Tree:
-    a = runner.call("mkdir", parent=ROOT_INO, name=b"a").ino
-    b = runner.call("mkdir", parent=a, name=b"b").ino
-    c = runner.call("mkdir", parent=b, name=b"c").ino
+    t = test_fsck.build(runner)
+    c = runner.call("mkdir", parent=t.b, name=b"c").ino
     deep = runner.call("mknod", parent=c, name=b"deep").ino
-    f = runner.call("mknod", parent=a, name=b"f").ino
-    runner.call("write_slice", ino=f, index=0,
-                slice=Slice(0, runner.call("alloc_slice_ids", count=1), 100, 0, 100))
-    runner.call("setxattr", ino=f, name=b"user.k", value=b"v")
-    g = runner.call("mknod", parent=ROOT_INO, name=b"g").ino
-    runner.call("link", ino=g, parent=a, name=b"g2")
-    s = runner.call("symlink", parent=ROOT_INO, name=b"s", target=b"a/f").ino
-    return Tree(a, b, c, deep, f, g, s)
+    return Tree(**dataclasses.asdict(t), c=c, deep=deep)
 
 
 class Raw:

@@ -386,26 +386,19 @@ def _opened(url: str) -> Iterator[Engine]:
 
 
 @contextmanager
-def _output(file: str) -> Iterator[BinaryIO]:
-    """FILE opened for writing (- is standard output), removed if the body fails."""
+def _file(file: str, mode: str) -> Iterator[BinaryIO]:
+    """FILE opened in `mode` ("rb" or "wb"; - is standard input or output). A file
+    written by a body that fails is removed: an incomplete dump is of no use."""
     if file == "-":
-        yield sys.stdout.buffer
+        yield sys.stdout.buffer if mode == "wb" else sys.stdin.buffer
         return
-    with open(file, "wb") as out:
+    with open(file, mode) as opened:
         try:
-            yield out
+            yield opened
         except BaseException:
-            os.unlink(file)     # an incomplete dump is of no use
+            if mode == "wb":
+                os.unlink(file)
             raise
-
-
-@contextmanager
-def _input(file: str) -> Iterator[BinaryIO]:
-    if file == "-":
-        yield sys.stdin.buffer
-        return
-    with open(file, "rb") as src:
-        yield src
 
 
 @app.command("dump")
@@ -418,7 +411,7 @@ def dump_command(file: str = typer.Argument(..., help="Where to write it; - for 
     It is the state after one change sequence, taken without stopping
     writers where the engine admits them. Prints one line (to standard
     error when FILE is -): keys, bytes, seconds and that change sequence."""
-    with _reporting(meta_url, file), _opened(meta_url) as engine, _output(file) as out:
+    with _reporting(meta_url, file), _opened(meta_url) as engine, _file(file, "wb") as out:
         summary = dump(engine, out, compress=compress)
     typer.echo(str(summary), err=file == "-")
 
@@ -432,7 +425,7 @@ def load_command(file: str = typer.Argument(..., help="A dump; - for standard in
     damage stops the load where it is found, and that target is to be
     discarded. Prints one line: keys, bytes, seconds, the source's change
     sequence and this engine's."""
-    with _reporting(meta_url, file), _input(file) as src, _opened(meta_url) as engine:
+    with _reporting(meta_url, file), _file(file, "rb") as src, _opened(meta_url) as engine:
         summary = load(engine, src)
     typer.echo(str(summary))
 
