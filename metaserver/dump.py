@@ -178,7 +178,7 @@ class _BodyWriter:
 
     def add(self, key: bytes, value: bytes) -> None:
         record = _RECORD.size + len(key) + len(value)
-        if not key or record + _BLOCK.size > MAX_BLOCK:
+        if not key or record > MAX_BLOCK:
             raise DumpError(f"key {key[:80]!r} ({record} bytes) cannot be dumped")
         if self._size + record > BLOCK_BYTES:
             self._flush_block()
