@@ -83,7 +83,19 @@ class Runner:
         self._delta_seq = itertools.count(1).__next__
         self._dir_mtime_skip_ns = dir_mtime_skip_ns
         self._alloc_ino = IdAllocator(self, "nextInode", inode_batch)
+        self._commits = threading.local()
         self.call_internal("init_root")
+
+    def take_commit_seq(self) -> int:
+        """The newest change sequence this thread's mutations committed (or, for a replayed
+        request id, a sequence at or after the first commit) since the last take; 0 if none.
+        Followers wait until they have applied it before answering a forwarded write."""
+        seq = getattr(self._commits, "seq", 0)
+        self._commits.seq = 0
+        return seq
+
+    def _committed(self, seq: int) -> None:
+        self._commits.seq = max(getattr(self._commits, "seq", 0), seq)
 
     # --- public entry points ------------------------------------------------------------
     def call(self, op: str, request_id: bytes = b"", **kwargs):
@@ -212,6 +224,8 @@ class Runner:
                                       f"{schema.result_op(prior)!r}, not {label!r}")
                     if wait_durable:    # the first attempt may still await its log sync
                         self._durable()
+                    # The first commit's sequence is not stored: the newest covers it.
+                    self._committed(self.engine.last_seq())
                     return schema.decode_result(prior)
             ctx = OpContext(now_ns=time.time_ns(), alloc_ino=self._alloc_ino,
                             writer_id=self.writer_id, delta_seq=self._delta_seq,
@@ -233,7 +247,9 @@ class Runner:
         except BaseException:
             txn.rollback()
             raise
-        txn.commit(change_header(label, request_id), wait_durable=wait_durable)
+        seq = txn.commit(change_header(label, request_id), wait_durable=wait_durable)
+        if seq:
+            self._committed(seq)
         return result
 
     def _durable(self) -> None:

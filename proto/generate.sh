@@ -3,5 +3,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python -m grpc_tools.protoc -Iproto --python_out=. --pyi_out=. --grpc_python_out=. \
-  proto/metaserver/v1/metadata.proto
+  proto/metaserver/v1/metadata.proto proto/metaserver/v1/replication.proto
 touch metaserver/v1/__init__.py

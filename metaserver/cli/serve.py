@@ -43,11 +43,14 @@ def serve_command(
         None, "--data-dir", help="Data directory of the default RocksDB engine."),
     metrics_listen: str | None = typer.Option(
         None, "--metrics-listen", help="HOST:PORT to serve Prometheus /metrics on."),
+    follow: str | None = typer.Option(
+        None, "--follow", help="HOST:PORT of a primary: serve as its read-only follower "
+        "(writes are forwarded to it)."),
 ) -> None:
     """Serve the metadata API over gRPC until SIGTERM or SIGINT."""
     try:
         server_config = load_config(config, meta_url=meta_url, listen=listen, data_dir=data_dir,
-                                    metrics_listen=metrics_listen)
+                                    metrics_listen=metrics_listen, follow=follow)
     except ConfigError as exc:
         typer.echo(f"metaserver: {exc}", err=True)
         raise typer.Exit(EXIT_USAGE) from None

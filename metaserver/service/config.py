@@ -29,6 +29,7 @@ class ServerConfig:
     dir_mtime_skip_ms: float = 100       # see OpContext.dir_mtime_skip_ns
     metrics_listen: str = ""             # HOST:PORT for Prometheus /metrics; empty: off
     max_message_mb: int = 64             # largest gRPC request or reply
+    follow: str = ""                     # HOST:PORT of a primary to follow; empty: primary
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
@@ -41,6 +42,8 @@ class ServerConfig:
             self.meta_url = f"rocksdb://{self.data_dir}"
         if not _is_host_port(self.listen):
             raise ConfigError(f"listen must be HOST:PORT, not {self.listen!r}")
+        if self.follow and not _is_host_port(self.follow):
+            raise ConfigError(f"follow must be HOST:PORT, not {self.follow!r}")
         if self.metrics_listen and not _is_host_port(self.metrics_listen):
             raise ConfigError(f"metrics_listen must be HOST:PORT, not {self.metrics_listen!r}")
         for name in ("workers", "maintenance_interval_s", "request_ttl_s", "max_message_mb"):

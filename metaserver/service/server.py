@@ -24,8 +24,10 @@ from metaserver.runner import Runner
 from metaserver.service.codec import SERVICE, Codec
 from metaserver.service.config import ServerConfig
 from metaserver.service.maintenance import Maintenance
+from metaserver.service.replication import Follower, Node, ReplicationServicer
 from metaserver.service.servicer import MetadataServicer
 from metaserver.v1 import metadata_pb2_grpc as pb_grpc
+from metaserver.v1 import replication_pb2, replication_pb2_grpc
 
 log = logging.getLogger("metaserver")
 
@@ -45,6 +47,7 @@ class RunningServer:
     health: health.HealthServicer
     maintenance: Maintenance
     runner: Runner
+    node: Node
     host: str
     port: int
     _stop_lock: threading.Lock = field(default_factory=threading.Lock)
@@ -68,6 +71,8 @@ class RunningServer:
             self.server.stop(grace).wait()
             # Handlers cut off by the grace period still run: never close the engine under them.
             self.executor.shutdown(wait=True)
+            if self.node.follower is not None:
+                self.node.follower.stop()
             self.maintenance.stop()
             self.engine.close()
             self._stopped.set()
@@ -88,14 +93,27 @@ def describe_engine(url: str) -> str:
     return f"engine={parts.scheme} data={where}" if where else f"engine={parts.scheme}"
 
 
-def _open_runner(config: ServerConfig) -> Runner:
+BOOTSTRAP_TIMEOUT_S = 600
+
+
+def _open_runner(config: ServerConfig) -> tuple[Runner, Follower | None]:
     try:
         engine = open_engine(config.meta_url)
     except (EngineError, OSError) as exc:
         raise StartError(f"cannot open metadata engine {describe_engine(config.meta_url)}: "
                          f"{exc}") from exc
+    follower = None
     try:
-        return Runner(engine, dir_mtime_skip_ns=int(config.dir_mtime_skip_ms * 1e6))
+        if config.follow:
+            # Before the Runner: it would format an empty engine the snapshot must fill.
+            follower = Follower(engine, config.follow, changelog_keep=config.changelog_keep)
+            if follower.position is None:
+                follower.bootstrap(timeout=BOOTSTRAP_TIMEOUT_S)
+        return Runner(engine, dir_mtime_skip_ns=int(config.dir_mtime_skip_ms * 1e6)), follower
+    except grpc.RpcError as exc:
+        engine.close()
+        raise StartError(f"cannot bootstrap from primary {config.follow}: {exc.code().name} "
+                         f"{exc.details()}") from exc
     except (FsError, EngineError) as exc:
         engine.close()
         raise StartError(f"cannot use metadata engine {describe_engine(config.meta_url)}: "
@@ -123,7 +141,7 @@ def _serve_metrics(listen: str) -> None:
 
 def start(config: ServerConfig) -> RunningServer:
     """Open the engine and start serving on config.listen; raises StartError."""
-    runner = _open_runner(config)
+    runner, follower = _open_runner(config)
     executor = ThreadPoolExecutor(config.workers, thread_name_prefix="metaserver-rpc")
     message_bytes = config.max_message_mb << 20
     # Without SO_REUSEPORT a second server on a busy port fails instead of sharing it.
@@ -136,24 +154,34 @@ def start(config: ServerConfig) -> RunningServer:
             _serve_metrics(config.metrics_listen)
     except StartError:
         executor.shutdown()
+        if follower is not None:
+            follower.stop()
         runner.engine.close()
         raise
-    servicer = MetadataServicer(runner, Codec(total_bytes=config.total_bytes,
-                                              total_inodes=config.total_inodes))
-    pb_grpc.add_MetadataServicer_to_server(servicer, server)
-    health_servicer = health.HealthServicer(experimental_non_blocking=True)
-    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    reflection.enable_server_reflection(
-        (SERVICE.full_name, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
     maintenance = Maintenance(runner, interval_s=config.maintenance_interval_s,
                               request_ttl_s=config.request_ttl_s,
                               changelog_keep=config.changelog_keep)
+    # A follower's namespace changes only by applying the primary's records: its
+    # maintenance (which writes namespace keys) starts only if it is promoted.
+    node = Node(runner.engine, follower, on_promote=maintenance.start)
+    servicer = MetadataServicer(runner, Codec(total_bytes=config.total_bytes,
+                                              total_inodes=config.total_inodes), node)
+    pb_grpc.add_MetadataServicer_to_server(servicer, server)
+    replication_pb2_grpc.add_ReplicationServicer_to_server(ReplicationServicer(node), server)
+    health_servicer = health.HealthServicer(experimental_non_blocking=True)
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection(
+        (SERVICE.full_name, replication_pb2.DESCRIPTOR.services_by_name["Replication"].full_name,
+         health.SERVICE_NAME, reflection.SERVICE_NAME), server)
     server.start()
-    maintenance.start()
+    if follower is None:
+        maintenance.start()
+    else:
+        follower.start()
     for name in HEALTH_SERVICES:
         health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     host = config.listen.rpartition(":")[0]
-    return RunningServer(server, executor, health_servicer, maintenance, runner, host, port)
+    return RunningServer(server, executor, health_servicer, maintenance, runner, node, host, port)
 
 
 def serve(config: ServerConfig, grace: float = 5) -> int:

@@ -12,9 +12,11 @@ from collections.abc import Callable
 import grpc
 
 from metaserver.errors import FsError
+from metaserver.ops import OPS
 from metaserver.runner import Runner
 from metaserver.service.codec import OPERATIONS, Codec, Operation
 from metaserver.service.errors import abort_internal, abort_with
+from metaserver.service.replication import Node
 from metaserver.v1 import metadata_pb2 as pb
 
 Handler = Callable[[object, grpc.ServicerContext], object]
@@ -36,19 +38,28 @@ def _reporting_errors(method: str, handler: Handler) -> Handler:
 class MetadataServicer:
     """Serves metaserver.v1.Metadata; each RPC is an attribute named like the RPC."""
 
-    def __init__(self, runner: Runner, codec: Codec) -> None:
+    def __init__(self, runner: Runner, codec: Codec, node: Node) -> None:
         self.runner = runner
         self.codec = codec
+        self.node = node    # the replication role: a follower forwards writes
         for spec in OPERATIONS.values():
             setattr(self, spec.rpc, _reporting_errors(spec.rpc, functools.partial(self._unary, spec)))
         self.Batch = _reporting_errors("Batch", self._batch)
 
     def _unary(self, spec: Operation, request, context: grpc.ServicerContext):
         call = self.codec.decode(spec, request)
-        return self.codec.encode(call, self.runner.call(spec.op, call.request_id, **call.kwargs))
+        return self.node.run(spec.rpc, OPS[spec.op].mutating, request, context, lambda: (
+            self.codec.encode(call, self.runner.call(spec.op, call.request_id, **call.kwargs))),
+            self.runner.take_commit_seq)
 
     def _batch(self, request: pb.BatchRequest, context: grpc.ServicerContext) -> pb.BatchReply:
         calls = self.codec.decode_batch(request)
+        mutating = any(OPS[c.spec.op].mutating for c in calls)
+        return self.node.run("Batch", mutating, request, context,
+                             lambda: self._local_batch(request, calls),
+                             self.runner.take_commit_seq)
+
+    def _local_batch(self, request: pb.BatchRequest, calls: list) -> pb.BatchReply:
         if request.atomic:
             results = self.runner.call_atomic([(c.spec.op, c.kwargs) for c in calls],
                                               request.request_id)

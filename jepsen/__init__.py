@@ -1,0 +1,1 @@
+"""Fault injection for replication tests and the two-datacenter example."""

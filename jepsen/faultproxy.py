@@ -1,0 +1,161 @@
+"""A loopback TCP proxy that injects link faults between two "datacenters".
+
+Each accepted connection is piped to the upstream address. Faults, changeable at any
+time: `latency` (seconds added to every chunk, each direction), `blackhole` (bytes are
+held, connections stay open: a silent WAN partition), `drop_replies` (only the
+upstream -> client direction is held: requests arrive, answers never do), `reset()`
+(close every connection now). In-process: `FaultProxy(...).start()` runs it on its own
+event-loop thread. As a process: `python -m jepsen.faultproxy LISTEN UPSTREAM --control
+PORT`, then send lines like `latency 0.05`, `blackhole 1`, `drop_replies 0`, `reset`
+to the control port (one command per connection; the answer is `ok` or an error).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import threading
+
+_CHUNK = 65536
+
+
+class FaultProxy:
+    def __init__(self, listen_port: int, upstream: str, host: str = "127.0.0.1") -> None:
+        self.host, self.listen_port = host, listen_port
+        self.upstream_host, _, port = upstream.rpartition(":")
+        self.upstream_port = int(port)
+        self.latency = 0.0
+        self.blackhole = False
+        self.drop_replies = False
+        self._open: set[asyncio.StreamWriter] = set()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._server: asyncio.base_events.Server | None = None
+        self._flow = asyncio.Event()     # set while nothing is held (created in the loop)
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.listen_port}"
+
+    # --- controls (thread-safe) -----------------------------------------------------------
+    def set(self, *, latency: float | None = None, blackhole: bool | None = None,
+            drop_replies: bool | None = None) -> None:
+        def apply():
+            if latency is not None:
+                self.latency = latency
+            if blackhole is not None:
+                self.blackhole = blackhole
+            if drop_replies is not None:
+                self.drop_replies = drop_replies
+            self._flow.set()       # wake held pipes; they re-check and hold again if needed
+            self._flow = asyncio.Event()
+        self._call(apply)
+
+    def reset(self) -> None:
+        def close_all():
+            for writer in list(self._open):
+                writer.transport.abort()
+        self._call(close_all)
+
+    def _call(self, fn) -> None:
+        if self._loop is None:
+            fn()
+        else:
+            asyncio.run_coroutine_threadsafe(_as_coroutine(fn), self._loop).result(5)
+
+    # --- running ------------------------------------------------------------------------
+    def start(self) -> FaultProxy:
+        """Run on a daemon thread; returns once listening."""
+        ready = threading.Event()
+
+        def run():
+            self._loop = asyncio.new_event_loop()
+            self._loop.run_until_complete(self._listen())
+            ready.set()
+            self._loop.run_forever()
+        threading.Thread(target=run, name="faultproxy", daemon=True).start()
+        ready.wait(10)
+        return self
+
+    def stop(self) -> None:
+        if self._loop is not None:
+            self.reset()
+            self._loop.call_soon_threadsafe(self._server.close)
+            self._loop.call_soon_threadsafe(self._loop.stop)
+
+    async def _listen(self) -> None:
+        self._flow = asyncio.Event()
+        self._server = await asyncio.start_server(self._accept, self.host, self.listen_port)
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            up_reader, up_writer = await asyncio.open_connection(self.upstream_host,
+                                                                 self.upstream_port)
+        except OSError:
+            writer.transport.abort()
+            return
+        self._open |= {writer, up_writer}
+        await asyncio.gather(self._pipe(reader, up_writer, reply=False),
+                             self._pipe(up_reader, writer, reply=True),
+                             return_exceptions=True)
+        self._open -= {writer, up_writer}
+
+    def _held(self, reply: bool) -> bool:
+        return self.blackhole or (reply and self.drop_replies)
+
+    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                    reply: bool) -> None:
+        try:
+            while data := await reader.read(_CHUNK):
+                while self._held(reply):
+                    await self._flow.wait()
+                if self.latency:
+                    await asyncio.sleep(self.latency)
+                writer.write(data)
+                await writer.drain()
+        finally:
+            writer.transport.abort()
+
+
+async def _as_coroutine(fn):
+    return fn()
+
+
+async def _control(proxy: FaultProxy, reader, writer) -> None:
+    words = (await reader.readline()).decode().split()
+    try:
+        if words == ["reset"]:
+            proxy.reset()
+        elif len(words) == 2 and words[0] == "latency":
+            proxy.set(latency=float(words[1]))
+        elif len(words) == 2 and words[0] in ("blackhole", "drop_replies"):
+            proxy.set(**{words[0]: words[1] not in ("0", "off", "false")})
+        else:
+            raise ValueError(f"unknown command {' '.join(words)!r}")
+        writer.write(b"ok\n")
+    except ValueError as exc:
+        writer.write(f"error: {exc}\n".encode())
+    await writer.drain()
+    writer.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("listen", help="HOST:PORT to accept on")
+    parser.add_argument("upstream", help="HOST:PORT to forward to")
+    parser.add_argument("--control", type=int, required=True, help="control port (loopback)")
+    parser.add_argument("--latency", type=float, default=0.0)
+    args = parser.parse_args()
+    host, _, port = args.listen.rpartition(":")
+    proxy = FaultProxy(int(port), args.upstream, host)
+    proxy.latency = args.latency
+
+    async def run():
+        await proxy._listen()
+        await asyncio.start_server(lambda r, w: _control(proxy, r, w), "127.0.0.1",
+                                   args.control)
+        await asyncio.Event().wait()
+    asyncio.run(run())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,194 @@
+"""Replication: the primary's stream from any position, follower bootstrap and apply,
+forwarded writes, link faults through the fault proxy, kill -9 and restarts."""
+
+from __future__ import annotations
+
+import errno
+import os
+import pathlib
+import sys
+
+import grpc
+import pytest
+
+from conftest import free_port
+from engines import changelog, open_engine
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))   # jepsen/
+from jepsen.faultproxy import FaultProxy  # noqa: E402
+from metaserver.client import Client, RetryPolicy
+from metaserver.service import ServerConfig, start
+from metaserver.service.replication import APPLIED_SEQ_KEY, COMMIT_SEQ_KEY, MIN_SEQ_KEY
+from metaserver.types import ROOT_INO
+from metaserver.v1 import metadata_pb2 as pb
+from metaserver.v1 import metadata_pb2_grpc
+from metaserver.v1 import replication_pb2 as rpb
+from metaserver.v1 import replication_pb2_grpc
+from replication_helpers import ServerProcess, namespace, status, wait_for
+
+NO_RETRY = RetryPolicy(attempts=1)
+
+
+@pytest.fixture
+def primary():
+    srv = start(ServerConfig(meta_url="memory://", listen="127.0.0.1:0", changelog_keep=1000))
+    yield srv
+    srv.stop()
+
+
+def follower_of(address: str, meta_url: str = "memory://"):
+    return start(ServerConfig(meta_url=meta_url, listen="127.0.0.1:0", follow=address))
+
+
+def caught_up(follower, primary_engine) -> bool:
+    return follower.node.follower.applied >= primary_engine.last_seq()
+
+
+def test_stream_from_any_position(primary):
+    with Client(primary.address) as c:
+        for i in range(20):
+            c.mkdir(ROOT_INO, f"d{i}")
+    last = primary.engine.last_seq()
+    with grpc.insecure_channel(primary.address) as channel:
+        stub = replication_pb2_grpc.ReplicationStub(channel)
+        for start_at in (1, 7, last):
+            stream = stub.Stream(rpb.StreamRequest(from_seq=start_at, epoch=1))
+            seqs = []
+            for batch in stream:
+                seqs += [changelog.decode(r).seq for r in batch.records]
+                if seqs and seqs[-1] == last:
+                    break
+            stream.cancel()
+            assert seqs == list(range(start_at, last + 1))
+        primary.engine.trim_changes(5)
+        with pytest.raises(grpc.RpcError) as info:
+            next(iter(stub.Stream(rpb.StreamRequest(from_seq=2, epoch=1), timeout=5)))
+        assert info.value.code() == grpc.StatusCode.OUT_OF_RANGE
+
+
+def test_follower_bootstraps_applies_and_forwards(primary, tmp_path):
+    with Client(primary.address) as c:
+        c.mkdir(ROOT_INO, "before")
+    follower = follower_of(primary.address, f"rocksdb://{tmp_path}/follower")
+    try:
+        with Client(primary.address) as c, Client(follower.address) as fc:
+            d = c.mkdir(ROOT_INO, "after")
+            for i in range(50):
+                c.create(d.ino, f"f{i}")
+            wait_for(lambda: caught_up(follower, primary.engine), what="follower catch-up")
+            assert namespace(follower.engine) == namespace(primary.engine)
+            # A write on the follower is the primary's, and readable here at once.
+            made = fc.mkdir(ROOT_INO, "via-follower")
+            assert fc.lookup(ROOT_INO, "via-follower").ino == made.ino
+            assert c.lookup(ROOT_INO, "via-follower").ino == made.ino
+        with grpc.insecure_channel(follower.address) as channel:
+            stub = metadata_pb2_grpc.MetadataStub(channel)
+            reply, call = stub.Mkdir.with_call(pb.MkdirRequest(
+                parent=ROOT_INO, name=b"seq", mode=0o755, request_id=os.urandom(16)), timeout=10)
+            commit_seq = int(dict(call.trailing_metadata())[COMMIT_SEQ_KEY])
+            _, call = stub.Lookup.with_call(
+                pb.LookupRequest(parent=ROOT_INO, name=b"seq"), timeout=10,
+                metadata=[(MIN_SEQ_KEY, str(commit_seq))])
+            assert int(dict(call.trailing_metadata())[APPLIED_SEQ_KEY]) >= commit_seq
+        reply = status(follower.address)
+        assert reply.role == "follower" and reply.ready and reply.connected
+        assert reply.applied_seq == primary.engine.last_seq()
+    finally:
+        follower.stop()
+
+
+def test_link_faults_forwarded_writes_and_request_id_retry(primary):
+    proxy = FaultProxy(free_port(), primary.address).start()
+    follower = follower_of(proxy.address)
+    try:
+        with Client(follower.address, retry=NO_RETRY, timeout=2) as fc:
+            fc.mkdir(ROOT_INO, "up")
+            # Requests arrive, answers do not: the outcome is unknown to the writer.
+            proxy.set(drop_replies=True)
+            request_id = fc.new_request_id()
+            with pytest.raises(OSError) as info:
+                fc.call("mkdir", parent=ROOT_INO, name=b"once", mode=0o755,
+                        request_id=request_id)
+            assert info.value.errno in (errno.EIO, errno.ETIMEDOUT, errno.EROFS)
+            # The link is down: writes fail at once with EROFS, reads keep working.
+            wait_for(lambda: not status(follower.address).connected, what="link down")
+            with pytest.raises(OSError) as info:
+                fc.mkdir(ROOT_INO, "refused")
+            assert info.value.errno == errno.EROFS
+            assert fc.lookup(ROOT_INO, "up").name == b"up"
+            proxy.set(drop_replies=False)
+            proxy.reset()
+            wait_for(lambda: status(follower.address).connected, what="link back")
+            first = primary.runner.call("lookup", parent=ROOT_INO, name=b"once")
+            retried = fc.call("mkdir", parent=ROOT_INO, name=b"once", mode=0o755,
+                              request_id=request_id)
+            assert retried.ino == first.ino
+            assert fc.lookup(ROOT_INO, "once").ino == first.ino
+        wait_for(lambda: caught_up(follower, primary.engine), what="catch-up")
+        assert namespace(follower.engine) == namespace(primary.engine)
+    finally:
+        follower.stop()
+        proxy.stop()
+
+
+def test_primary_down_writes_fail_fast_reads_work(tmp_path):
+    primary = ServerProcess(f"rocksdb://{tmp_path}/primary").start()
+    follower = ServerProcess(f"rocksdb://{tmp_path}/follower", follow=primary.address).start()
+    try:
+        with Client(primary.address) as c:
+            c.mkdir(ROOT_INO, "kept")
+        with Client(follower.address, retry=NO_RETRY, timeout=5) as fc:
+            wait_for(lambda: _exists(fc, "kept"), what="replicated mkdir")
+            primary.kill()
+            with pytest.raises(OSError) as info:
+                fc.mkdir(ROOT_INO, "nope")
+            assert info.value.errno in (errno.EROFS, errno.EIO)
+            wait_for(lambda: not status(follower.address).connected, what="link down")
+            with pytest.raises(OSError) as info:
+                fc.mkdir(ROOT_INO, "nope")
+            assert info.value.errno == errno.EROFS
+            assert fc.lookup(ROOT_INO, "kept").name == b"kept"
+            primary.start()   # same data, same port: the follower resumes
+            wait_for(lambda: status(follower.address).connected, what="reconnect")
+            fc.mkdir(ROOT_INO, "after-restart")
+            assert fc.lookup(ROOT_INO, "after-restart")
+    finally:
+        follower.stop()
+        primary.stop()
+
+
+def test_follower_kill9_restart_applies_exactly_once(tmp_path):
+    primary = ServerProcess(f"rocksdb://{tmp_path}/primary").start()
+    follower = ServerProcess(f"rocksdb://{tmp_path}/follower", follow=primary.address)
+    try:
+        follower.start()
+        with Client(primary.address) as c:
+            d = c.mkdir(ROOT_INO, "data")
+            for round_ in range(3):
+                batch = c.batch()
+                for i in range(300):
+                    batch.create(d.ino, f"r{round_}-{i}")
+                batch.run()
+                follower.kill()        # mid-stream, wherever apply happens to be
+                follower.start()
+            last = status(primary.address).last_seq
+        wait_for(lambda: status(follower.address).applied_seq == last, what="catch-up")
+        follower.stop()
+        primary.stop()
+        p_engine = open_engine(f"rocksdb://{tmp_path}/primary")
+        f_engine = open_engine(f"rocksdb://{tmp_path}/follower")
+        try:
+            assert namespace(f_engine) == namespace(p_engine)
+        finally:
+            p_engine.close()
+            f_engine.close()
+    finally:
+        follower.stop()
+        primary.stop()
+
+
+def _exists(client: Client, name: str) -> bool:
+    try:
+        client.lookup(ROOT_INO, name)
+        return True
+    except FileNotFoundError:
+        return False
