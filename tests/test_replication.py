@@ -192,3 +192,42 @@ def _exists(client: Client, name: str) -> bool:
         return True
     except FileNotFoundError:
         return False
+
+
+def test_promote_fences_the_old_primary_which_rejoins_as_follower(tmp_path):
+    old_url = f"rocksdb://{tmp_path}/old"
+    old = start(ServerConfig(meta_url=old_url, listen="127.0.0.1:0"))
+    new = follower_of(old.address)
+    others = []
+    try:
+        with Client(old.address) as c:
+            c.mkdir(ROOT_INO, "epoch1")
+        wait_for(lambda: caught_up(new, old.engine), what="catch-up")
+        assert new.node.promote() == 2
+        with Client(new.address) as c:
+            c.mkdir(ROOT_INO, "epoch2")
+        # A follower of the new primary bootstraps in epoch 2 and has both writes.
+        other = follower_of(new.address)
+        others.append(other)
+        with Client(other.address) as c:
+            assert {e.name for e in c.readdir(ROOT_INO)} >= {b"epoch1", b"epoch2"}
+        # Pointed at the old primary, it refuses the stale epoch; the old primary learns
+        # it was superseded and refuses writes from then on.
+        with grpc.insecure_channel(old.address) as channel:
+            stub = replication_pb2_grpc.ReplicationStub(channel)
+            with pytest.raises(grpc.RpcError) as info:
+                next(iter(stub.Stream(rpb.StreamRequest(from_seq=1, epoch=2), timeout=5)))
+            assert info.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+        with Client(old.address, retry=NO_RETRY) as c:
+            with pytest.raises(OSError) as refused:
+                c.mkdir(ROOT_INO, "split-brain")
+            assert refused.value.errno == errno.EROFS
+        assert status(old.address).role == "fenced"
+        # The old primary rejoins as a follower: a fresh bootstrap over its old state.
+        old.stop()
+        old = follower_of(new.address, old_url)
+        wait_for(lambda: caught_up(old, new.engine), what="rejoined catch-up")
+        assert namespace(old.engine) == namespace(new.engine)
+    finally:
+        for srv in others + [new, old]:
+            srv.stop()

@@ -20,6 +20,7 @@ from contextlib import contextmanager
 from typing import BinaryIO
 from urllib.parse import urlsplit
 
+import grpc
 import typer
 
 from engines import open_engine
@@ -30,6 +31,8 @@ from metaserver.errors import FsError
 from metaserver.fsck import fsck
 from metaserver.repair import repair
 from metaserver.types import Attr, Entry, FileType
+from metaserver.v1 import replication_pb2 as rpb
+from metaserver.v1 import replication_pb2_grpc
 
 DEFAULT_SERVER = "127.0.0.1:7420"
 RM_PAGE = 1000
@@ -38,6 +41,8 @@ app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Inspect and change the namespace of a metaserver.")
 xattr_app = typer.Typer(no_args_is_help=True, help="Extended attributes of a path.")
 app.add_typer(xattr_app, name="xattr")
+replication_app = typer.Typer(no_args_is_help=True, help="Replication between metaservers.")
+app.add_typer(replication_app, name="replication")
 
 
 class Session:
@@ -346,6 +351,40 @@ def statfs(ctx: typer.Context):
     for what in ("bytes", "inodes"):
         typer.echo(f"{what}: total {getattr(usage, 'total_' + what)} "
                    f"used {getattr(usage, 'used_' + what)} avail {getattr(usage, 'avail_' + what)}")
+
+
+# --- replication ---------------------------------------------------------------------------
+
+def _replication(ctx: typer.Context, rpc: str, request):
+    """Call one Replication RPC on --server; a failure is the one-line error."""
+    address = _session(ctx).address
+    with grpc.insecure_channel(address) as channel:
+        try:
+            return getattr(replication_pb2_grpc.ReplicationStub(channel), rpc)(request,
+                                                                               timeout=60)
+        except grpc.RpcError as exc:
+            _fail(address, f"{exc.code().name}: {exc.details()}")
+
+
+@replication_app.command("status")
+def replication_status(ctx: typer.Context):
+    """Show the server's role, epoch, positions, lag and apply rate."""
+    reply = _replication(ctx, "Status", rpb.StatusRequest())
+    for field in reply.DESCRIPTOR.fields:
+        value = getattr(reply, field.name)
+        typer.echo(f"{field.name}: {value:.3f}" if isinstance(value, float)
+                   else f"{field.name}: {str(value).lower() if isinstance(value, bool) else value}")
+
+
+@app.command()
+def promote(ctx: typer.Context):
+    """Make the follower at --server the primary, with a new epoch.
+
+    Asynchronous replication: writes the old primary acknowledged after this
+    follower's applied position are lost (a suffix, never a hole). The old
+    primary is fenced when a follower of the new epoch reaches it."""
+    reply = _replication(ctx, "Promote", rpb.PromoteRequest())
+    typer.echo(f"promoted: epoch {reply.epoch}, change sequence {reply.seq}")
 
 
 # --- commands on an engine directly --------------------------------------------------------
