@@ -333,7 +333,7 @@ ERROR_CASES = {
     "xattr name 256 bytes": (lambda t: _setxattr(t, name=b"u" * 256), C.INVALID_ARGUMENT, errno.ERANGE),
     "mknod unspecified type": (lambda t: ("Mknod", pb.MknodRequest(request_id=rid(), parent=t["home"], name=b"m")), C.INVALID_ARGUMENT, errno.EINVAL),
     "mknod unknown type": (lambda t: ("Mknod", pb.MknodRequest(request_id=rid(), parent=t["home"], name=b"m", type=99)), C.INVALID_ARGUMENT, errno.EINVAL),
-    "mknod directory": (lambda t: ("Mknod", pb.MknodRequest(request_id=rid(), parent=t["home"], name=b"m", type=pb.DIRECTORY)), C.INVALID_ARGUMENT, errno.EINVAL),
+    "mknod directory": (lambda t: ("Mknod", pb.MknodRequest(request_id=rid(), parent=t["home"], name=b"m", type=pb.DIRECTORY)), C.FAILED_PRECONDITION, errno.EPERM),
     "request id 65 bytes": (lambda t: ("Create", pb.CreateRequest(request_id=b"r" * 65, parent=t["home"], name=b"a")), C.INVALID_ARGUMENT, errno.EINVAL),
     "readdir limit too big": (lambda t: ("ReadDir", pb.ReadDirRequest(ino=t["home"], limit=10001)), C.INVALID_ARGUMENT, errno.EINVAL),
     "readdir of a file": (lambda t: ("ReadDir", pb.ReadDirRequest(ino=t["file"])), C.FAILED_PRECONDITION, errno.ENOTDIR),
