@@ -1,14 +1,22 @@
 #!/usr/bin/env bash
 # Installs what the tests need and runs the whole suite (HYPOTHESIS_PROFILE=ci unless set).
 # Extra args go to pytest, e.g. `scripts/test.sh -k model`.
-# The MariaDB tests start a private server from Debian's mariadb-server: installed here
-# when missing (unless METASERVER_TEST_MYSQL_URL names a server to use instead).
+# The MariaDB and PostgreSQL tests start private servers from Debian's mariadb-server and
+# postgresql packages: installed here when missing (unless METASERVER_TEST_MYSQL_URL names
+# a MariaDB/MySQL server to use instead).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh --test
+missing=()
 if [ -z "${METASERVER_TEST_MYSQL_URL:-}" ] && ! PATH="$PATH:/usr/sbin" command -v mariadbd >/dev/null; then
+  missing+=(mariadb-server)
+fi
+if ! ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1; then
+  missing+=(postgresql)
+fi
+if [ ${#missing[@]} -gt 0 ]; then
   apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mariadb-server >/dev/null
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 export HYPOTHESIS_PROFILE="${HYPOTHESIS_PROFILE:-ci}"
 exec .venv/bin/python -m pytest -q -p no:cacheprovider "$@"
