@@ -104,14 +104,29 @@ class FaultProxy:
 
     async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
                     reply: bool) -> None:
-        try:
+        """Read and write in two tasks: latency delays each chunk from its arrival, so it
+        adds delay without capping bandwidth (a long link, not a slow one)."""
+        queue: asyncio.Queue = asyncio.Queue()
+
+        async def read():
             while data := await reader.read(_CHUNK):
+                await queue.put((asyncio.get_running_loop().time() + self.latency, data))
+            await queue.put((0.0, b""))
+
+        async def write():
+            while True:
+                due, data = await queue.get()
+                if not data:
+                    return
                 while self._held(reply):
                     await self._flow.wait()
-                if self.latency:
-                    await asyncio.sleep(self.latency)
+                delay = due - asyncio.get_running_loop().time()
+                if delay > 0:
+                    await asyncio.sleep(delay)
                 writer.write(data)
                 await writer.drain()
+        try:
+            await asyncio.gather(read(), write())
         finally:
             writer.transport.abort()
 

@@ -18,6 +18,9 @@ of one inode sit together.
 |                             | mutations, folded into the counters by maintenance      |
 | `R` request-id              | idempotency: time_ns:8, op, encoded first result        |
 | `\\xff...`                   | owned by the engine layer (change log: engines.contract)|
+| `\\xffE`                     | primary epoch:8 fenced:1 (metaserver.replication)       |
+| `\\xffF`                     | follower's applied source position: epoch:8 seq:8,      |
+|                             | written in the same transaction as what it counts       |
 
 Hard links: a file with one link keeps its parent in attr.parent; with more, parent
 is 0 and `P` keys count links per parent (they sum to nlink).
