@@ -78,9 +78,16 @@ class FaultProxy:
 
     def stop(self) -> None:
         if self._loop is not None:
-            self.reset()
-            self._loop.call_soon_threadsafe(self._server.close)
+            asyncio.run_coroutine_threadsafe(self._shutdown(), self._loop).result(5)
             self._loop.call_soon_threadsafe(self._loop.stop)
+
+    async def _shutdown(self) -> None:
+        """Close the listener and end every connection's tasks, so none is left pending."""
+        self._server.close()
+        tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _listen(self) -> None:
         self._flow = asyncio.Event()
