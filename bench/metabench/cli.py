@@ -9,11 +9,11 @@ import sys
 import tempfile
 from urllib.parse import urlsplit
 
-from metabench import driver, machine, report, stats
 from metabench.config import Baseline, Config, ConfigError, from_args, main_error
 from metabench.targets import TargetSpec
 
 EXIT_FAILED = 1
+EXTRA_HINT = "install the bench extra: .venv/bin/pip install -e '.[bench]'"
 
 
 def _probe(c: Config) -> None:
@@ -65,6 +65,7 @@ def baseline_specs(c: Config, b: Baseline, scratch: str) -> list[TargetSpec]:
 
 
 def run(c: Config, argv: list[str]) -> int:
+    from metabench import driver, machine, report, stats
     _probe(c)
     tty = sys.stderr.isatty()
     facts = machine.facts()
@@ -90,8 +91,11 @@ def run(c: Config, argv: list[str]) -> int:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     try:
+        from metabench import driver, scale   # numpy, psutil, rich: the bench extra
+    except ImportError as exc:
+        return main_error(f"{exc.name} is missing: {EXTRA_HINT}")
+    try:
         if argv[:1] == ["scale"]:
-            from metabench import scale
             return scale.main(argv[1:])
         return run(from_args(argv), argv)
     except ConfigError as exc:
