@@ -67,8 +67,11 @@ class IdAllocator:
     def __call__(self) -> int:
         with self._lock:
             if self._next >= self._end:
+                # No wait for the log sync here (it would stall every create behind it):
+                # a commit that uses these ids comes later in the log, so it is durable
+                # only once this reservation is too.
                 self._next = self._runner.call_internal(
-                    "reserve_ids", counter=self._counter, count=self._batch)
+                    "reserve_ids", wait_durable=False, counter=self._counter, count=self._batch)
                 self._end = self._next + self._batch
             self._next += 1
             return self._next - 1
@@ -81,6 +84,7 @@ class Runner:
         self.max_attempts = max_attempts
         self.writer_id = random.getrandbits(63)
         self._delta_seq = itertools.count(1).__next__
+        self._folded_after = 1          # usage deltas below this number are folded
         self._dir_mtime_skip_ns = dir_mtime_skip_ns
         self._alloc_ino = IdAllocator(self, "nextInode", inode_batch)
         self._commits = threading.local()
@@ -168,9 +172,41 @@ class Runner:
             return results
         return self._run("read_group", False, b"", body, wait_durable=False)
 
-    def call_internal(self, op: str, **kwargs):
+    def call_internal(self, op: str, wait_durable: bool = True, **kwargs):
         spec = INTERNAL_OPS[op]
-        return self._run(op, spec.mutating, b"", lambda tx: spec.fn(tx, **kwargs))
+        return self._run(op, spec.mutating, b"", lambda tx: spec.fn(tx, **kwargs),
+                         wait_durable=wait_durable)
+
+    def expire_requests(self, older_than_ns: int, page: int = 10000) -> int:
+        """Delete idempotency records written before `older_than_ns`, a page at a time."""
+        expired, cursor = 0, schema.REQUEST_PREFIX
+        while True:
+            txn = self.engine.snapshot()
+            try:     # candidates only: expire_requests re-reads each one it deletes
+                page_items = list(txn.scan(cursor, schema.REQUEST_END, limit=page))
+            finally:
+                txn.rollback()
+            old = [k for k, v in page_items if schema.result_time(v) < older_than_ns]
+            if old:
+                expired += self.call_internal("expire_requests", keys=old,
+                                              older_than_ns=older_than_ns)
+            if len(page_items) < page:
+                return expired
+            cursor = page_items[-1][0] + b"\0"
+
+    def fold_usage(self, page: int = 10000) -> int:
+        """Fold the usage deltas this runner wrote so far into the counters, a page per
+        transaction; returns how many. Each runner folds its own (deltas of runners
+        that stopped stay counted by statfs; fsck --repair folds them)."""
+        before = self._delta_seq()     # numbers handed out from now on lie above the range
+        folded = 0
+        while True:
+            count, self._folded_after = self.call_internal(
+                "fold_usage", writer=self.writer_id, after=self._folded_after, before=before,
+                limit=page)
+            folded += count
+            if count < page:
+                return folded
 
     # --- machinery ----------------------------------------------------------------------
     @staticmethod

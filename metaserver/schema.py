@@ -125,6 +125,10 @@ def delta_key(writer: int, n: int) -> bytes:
     return b"U" + writer.to_bytes(8, "big") + n.to_bytes(8, "big")
 
 
+def delta_number(key: bytes) -> int:
+    return int.from_bytes(key[9:17], "big")
+
+
 def request_key(request_id: bytes) -> bytes:
     return b"R" + request_id
 

@@ -129,9 +129,12 @@ def test_statfs_counts_inodes_and_folding_keeps_totals(runner):
     inos = [new_file(runner, b"f%d" % i) for i in range(5)]
     runner.call("unlink", b"u", parent=1, name=b"f0")
     assert runner.call("statfs").used_inodes == base + 4
-    assert runner.call_internal("fold_usage") > 0
+    assert runner.fold_usage(page=2) > 0        # several pages
     assert runner.call("statfs").used_inodes == base + 4
-    assert runner.call_internal("fold_usage") == 0
+    assert runner.fold_usage() == 0
+    new_file(runner, b"late")
+    assert runner.fold_usage() == 1
+    assert runner.call("statfs").used_inodes == base + 5
     assert len(inos) == 5
 
 
@@ -182,3 +185,17 @@ def test_request_id_reused_for_another_operation_is_refused(runner):
         runner.call("unlink", b"shared-id", parent=1, name=b"f")
     assert e.value.errno == errno.EINVAL
     assert runner.call("lookup", parent=1, name=b"f").name == b"f"
+
+
+def test_expired_request_records_are_deleted_and_fresh_ones_kept(runner):
+    import time
+    runner.call("mknod", b"old-1", parent=1, name=b"a")
+    runner.call("mknod", b"old-2", parent=1, name=b"b")
+    cutoff = time.time_ns()
+    runner.call("mknod", b"new-1", parent=1, name=b"c")
+    assert runner.expire_requests(cutoff, page=1) == 2
+    # The fresh record still answers a retry; an expired id runs again (and finds EEXIST).
+    assert runner.call("mknod", b"new-1", parent=1, name=b"c").name == b"c"
+    with pytest.raises(FsError) as e:
+        runner.call("mknod", b"old-1", parent=1, name=b"a")
+    assert e.value.errno == errno.EEXIST

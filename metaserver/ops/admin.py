@@ -49,32 +49,38 @@ def statfs(tx: MetaTx, *, total_bytes: int = 1 << 50, total_inodes: int = 1 << 4
     return StatFs(total_bytes, used_bytes, total_inodes, used_inodes)
 
 
-def fold_usage(tx: MetaTx, *, limit: int = 10000) -> int:
-    """Fold up to `limit` usage deltas into the counters; returns how many."""
+def fold_usage(tx: MetaTx, *, writer: int, after: int, before: int,
+               limit: int = 10000) -> tuple[int, int]:
+    """Fold writer `writer`'s usage deltas numbered after..before-1 (at most `limit`) into
+    the counters; returns how many, and the number after the last one folded.
+
+    The range ends below every number the writer had not yet handed out, and starts at
+    the previous fold's end: concurrent creates add keys outside it (no conflict), and
+    the scan never walks the tombstones of earlier folds."""
     nbytes = inodes = folded = 0
-    for key, value in tx.txn.scan(schema.DELTA_PREFIX, schema.DELTA_END, limit=limit):
+    next_after = after
+    for key, value in tx.txn.scan(schema.delta_key(writer, after), schema.delta_key(writer, before),
+                                  limit=limit):
         b, i = schema.decode_delta(value)
         nbytes += b
         inodes += i
+        next_after = schema.delta_number(key) + 1
         folded += 1
         tx.txn.delete(key)
     if folded:
         for name, delta in (("usedBytes", nbytes), ("usedInodes", inodes)):
             key = schema.counter_key(name)
             tx.txn.put(key, schema.encode_i64(schema.decode_i64(tx.txn.get(key)) + delta))
-    return folded
+    return folded, next_after
 
 
-def expire_requests(tx: MetaTx, *, older_than_ns: int, after: bytes = b"",
-                    limit: int = 10000) -> tuple[int, bytes]:
-    """Look at up to `limit` idempotency records after key `after`, delete those written
-    before `older_than_ns`; returns (deleted, cursor), cursor empty at the end."""
-    start = after + b"\0" if after else schema.REQUEST_PREFIX
-    expired, last, seen = 0, b"", 0
-    for key, value in tx.txn.scan(start, schema.REQUEST_END, limit=limit):
-        seen += 1
-        last = key
-        if schema.result_time(value) < older_than_ns:
+def expire_requests(tx: MetaTx, *, keys: list[bytes], older_than_ns: int) -> int:
+    """Delete those of the idempotency records `keys` written before `older_than_ns`;
+    returns how many. (The runner finds candidates without a transaction: a range read
+    here would conflict with every mutation that adds a record inside the range.)"""
+    expired = 0
+    for key, value in zip(keys, tx.txn.get_many(keys)):
+        if value is not None and schema.result_time(value) < older_than_ns:
             tx.txn.delete(key)
             expired += 1
-    return expired, (last if seen == limit else b"")
+    return expired

@@ -14,6 +14,8 @@ from metaserver.runner import Runner
 log = logging.getLogger(__name__)
 
 FOLD_PAGE = 10000       # usage deltas folded per transaction
+EXPIRE_FRACTION = 0.25  # request records are expired this often, as a fraction of the TTL
+EXPIRE_MAX_S = 600
 
 
 class Maintenance:
@@ -24,6 +26,7 @@ class Maintenance:
         self.request_ttl_ns = int(request_ttl_s * 1e9)
         self.changelog_keep = changelog_keep
         self._stop = threading.Event()
+        self._next_expiry = 0.0
         self._thread = threading.Thread(target=self._loop, name="metaserver-maintenance",
                                         daemon=True)
         self._tasks: list[tuple[str, Callable[[], object]]] = [
@@ -54,26 +57,17 @@ class Maintenance:
             self.run_once()
 
     def fold_usage(self) -> int:
-        """Fold every usage delta into the counters, a page per transaction."""
-        total = 0
-        while not self._stop.is_set():
-            folded = self.runner.call_internal("fold_usage", limit=FOLD_PAGE)
-            total += folded
-            if folded < FOLD_PAGE:
-                break
-        return total
+        """Fold this server's usage deltas into the counters, a page per transaction."""
+        return self.runner.fold_usage(page=FOLD_PAGE)
 
     def expire_requests(self) -> int:
-        """Delete request records older than the TTL, a page per transaction."""
-        older_than_ns = time.time_ns() - self.request_ttl_ns
-        total, cursor = 0, b""
-        while not self._stop.is_set():
-            deleted, cursor = self.runner.call_internal(
-                "expire_requests", older_than_ns=older_than_ns, after=cursor)
-            total += deleted
-            if not cursor:
-                break
-        return total
+        """Delete request records older than the TTL. It walks every record, so it runs
+        only every EXPIRE_FRACTION of the TTL (at most every EXPIRE_MAX_S), not each round."""
+        now = time.monotonic()
+        if now < self._next_expiry:
+            return 0
+        self._next_expiry = now + min(self.request_ttl_ns / 1e9 * EXPIRE_FRACTION, EXPIRE_MAX_S)
+        return self.runner.expire_requests(time.time_ns() - self.request_ttl_ns)
 
     def trim_changes(self) -> int:
         return self.runner.engine.trim_changes(self.changelog_keep)
