@@ -5,9 +5,9 @@ in place of real ones) and return the inode a name leads to, a value, or None.
 
 The errno rules are Linux's (checked against renameat2, linkat, symlinkat, mknodat and
 setxattr on ext4 and tmpfs), with the choices the service's API makes on top:
-  * a name is checked before anything is looked up: EINVAL when empty or holding '/' or
-    NUL, EINVAL for '.' and '..' in mutations (Linux would say EBUSY, EEXIST, ...),
-    ENAMETOOLONG above 255 bytes;
+  * a name is checked before anything is looked up (link's source excepted, as in
+    linkat): EINVAL when empty or holding '/' or NUL, EINVAL for '.' and '..' in
+    mutations (Linux would say EBUSY, EEXIST, ...), ENAMETOOLONG above 255 bytes;
   * RENAME_WHITEOUT is refused with EOPNOTSUPP;
   * a parent is an inode: a missing one is ENOENT, a non-directory ENOTDIR.
 Only mode and size are modelled for setattr, and no times.
@@ -205,9 +205,9 @@ class ModelFS:
                                                target=target))
 
     def link(self, *, ino: int, parent: int, name: bytes) -> int:
+        n = self.node(ino)                  # linkat looks up its source first,
         check_name(name)
-        n = self.node(ino)
-        d = self._free(parent, name)       # the new name is resolved before EPERM
+        d = self._free(parent, name)        # then the new name, and only then says EPERM
         if n.is_dir:
             raise FsError(errno.EPERM)
         d.entries[name] = ino
