@@ -45,6 +45,11 @@ class EngineUnavailable(EngineError):
     """The engine cannot be reached or has failed; nothing was applied."""
 
 
+# What a caller may retry from the start: nothing was applied, or (CommitUnknown) the
+# request id's stored first result will say whether it was.
+RETRYABLE = (TxnConflict, CommitUnknown, EngineUnavailable)
+
+
 class ReadOnlyTxn(EngineError):
     """A write was attempted through a read-only snapshot."""
 

@@ -48,15 +48,7 @@ from urllib.parse import urlsplit
 
 import tenacity
 
-from engines.contract import (
-    ENGINE_RESERVED_PREFIX,
-    CommitUnknown,
-    Engine,
-    EngineError,
-    EngineUnavailable,
-    Txn,
-    TxnConflict,
-)
+from engines.contract import ENGINE_RESERVED_PREFIX, RETRYABLE, Engine, EngineError, Txn
 from metaserver import schema
 
 MAGIC = b"\x89MSDUMP\n"
@@ -74,10 +66,7 @@ _RECORD = struct.Struct(">II")          # key length, value length
 _TRAILER = struct.Struct(">QQ32s")      # records, key+value bytes, SHA-256
 _GZIP = 31                              # zlib wbits for a gzip container
 _READ_PIECE = 256 << 10
-# runner.change_header("load", b""): that encoding, spelled out because the runner is
-# an independent sibling of this module in the layers.
-LOAD_HEADER = bytes([len(b"load")]) + b"load"
-_RETRYABLE = (TxnConflict, CommitUnknown, EngineUnavailable)
+LOAD_HEADER = schema.change_header("load")
 
 
 class DumpError(Exception):
@@ -417,7 +406,7 @@ class _Target:
         self.engine = engine
         self.keys = self.bytes = self.transactions = self.seq = 0
         self._retrying = tenacity.Retrying(
-            retry=tenacity.retry_if_exception_type(_RETRYABLE),
+            retry=tenacity.retry_if_exception_type(RETRYABLE),
             stop=tenacity.stop_after_attempt(10),
             wait=tenacity.wait_random_exponential(multiplier=0.01, max=2), reraise=True)
 

@@ -34,7 +34,7 @@ from typing import Protocol
 
 import tenacity
 
-from engines.contract import CommitUnknown, Engine, EngineUnavailable, TxnConflict
+from engines.contract import RETRYABLE, Engine
 from metaserver import schema
 from metaserver.errors import FsError, quote
 from metaserver.ops import admin, create
@@ -42,10 +42,7 @@ from metaserver.ops.metatx import MetaTx, OpContext
 from metaserver.types import ROOT_INO, Attr, FileType
 
 LOST_FOUND = b"lost+found"
-# runner.change_header("repair", b""), spelled out: the runner is an independent
-# sibling of this module in the layers.
-REPAIR_HEADER = bytes([len(b"repair")]) + b"repair"
-_RETRYABLE = (TxnConflict, CommitUnknown, EngineUnavailable)
+REPAIR_HEADER = schema.change_header("repair")
 _DIR = FileType.DIRECTORY
 # The key tags each type may have (fsck's stray_key rule): others are deleted.
 _ALLOWED_TAGS = {_DIR: {b"I", b"X", b"D"}, FileType.REGULAR: {b"I", b"X", b"C", b"P"},
@@ -123,7 +120,7 @@ class _Repairer:
     def fix(self, what: str, body: Callable[[MetaTx], Iterable[str]]) -> None:
         """Run `body` in a transaction of its own, retried on conflicts; record the
         changes it names, or why it could not."""
-        retrying = tenacity.Retrying(retry=tenacity.retry_if_exception_type(_RETRYABLE),
+        retrying = tenacity.Retrying(retry=tenacity.retry_if_exception_type(RETRYABLE),
                                      stop=tenacity.stop_after_attempt(20),
                                      wait=tenacity.wait_random_exponential(multiplier=0.001, max=0.5),
                                      reraise=True)

@@ -23,14 +23,15 @@ from dataclasses import dataclass
 from engines import changelog
 from engines.contract import (CHANGELOG_END, ENGINE_RESERVED_PREFIX, CommitUnknown, Engine,
                               TxnConflict, changelog_key, changelog_seq)
+from metaserver import schema
 
 EPOCH_KEY = ENGINE_RESERVED_PREFIX + b"E"
 POSITION_KEY = ENGINE_RESERVED_PREFIX + b"F"
 _EPOCH = struct.Struct(">QB")
 _POSITION = struct.Struct(">QQ")
 # Change record headers of the follower's own transactions (its local change log).
-APPLY_HEADER = b"\x05apply"
-BOOTSTRAP_HEADER = b"\x09bootstrap"
+APPLY_HEADER = schema.change_header("apply")
+BOOTSTRAP_HEADER = schema.change_header("bootstrap")
 BOOTSTRAP_BATCH_KEYS = 5000
 _ATTEMPTS = 20
 

@@ -19,7 +19,6 @@ import errno
 import functools
 import itertools
 import random
-import struct
 import threading
 import time
 from collections.abc import Callable
@@ -27,7 +26,7 @@ from collections.abc import Callable
 import tenacity
 from prometheus_client import Counter, Histogram
 
-from engines.contract import CommitUnknown, Engine, EngineUnavailable, TxnConflict
+from engines.contract import RETRYABLE, CommitUnknown, Engine, EngineUnavailable, TxnConflict
 from metaserver import schema
 from metaserver.errors import BatchError, FsError
 from metaserver.ops import INTERNAL_OPS, OPS, Op
@@ -42,18 +41,10 @@ RETRIES = Counter("metaserver_txn_retries_total", "Transaction attempts that wer
 
 MAX_ATOMIC_OPS = 256
 MAX_REQUEST_ID = 64
-# EngineUnavailable means nothing was applied (a lost connection, a restarting database):
-# retried too, but within RETRY_SECONDS so a dead engine fails fast with EIO.
-_RETRYABLE = (TxnConflict, CommitUnknown, EngineUnavailable)
+# Retryable errors include EngineUnavailable (a lost connection, a restarting database):
+# retried within RETRY_SECONDS, so a dead engine fails fast with EIO.
 RETRY_SECONDS = 10
 _WRITE = Op("unknown", None, True)   # unknown names take the write path, which reports them
-_HEADER = struct.Struct(">B")
-
-
-def change_header(op: str, request_id: bytes) -> bytes:
-    """Header of the change record: what the follower and audits see of the intent."""
-    name = op.encode()
-    return _HEADER.pack(len(name)) + name + request_id
 
 
 class IdAllocator:
@@ -228,10 +219,10 @@ class Runner:
         try:
             try:
                 return self._attempt(*args)
-            except _RETRYABLE as exc:   # the common case pays nothing for the retry loop
+            except RETRYABLE as exc:   # the common case pays nothing for the retry loop
                 RETRIES.labels(label, type(exc).__name__).inc()
             retrying = tenacity.Retrying(
-                retry=tenacity.retry_if_exception_type(_RETRYABLE),
+                retry=tenacity.retry_if_exception_type(RETRYABLE),
                 stop=(tenacity.stop_after_attempt(self.max_attempts - 1)
                       | tenacity.stop_after_delay(RETRY_SECONDS)),
                 wait=tenacity.wait_random_exponential(multiplier=0.0002, max=0.5),
@@ -283,7 +274,7 @@ class Runner:
         except BaseException:
             txn.rollback()
             raise
-        seq = txn.commit(change_header(label, request_id), wait_durable=wait_durable)
+        seq = txn.commit(schema.change_header(label, request_id), wait_durable=wait_durable)
         if seq:
             self._committed(seq)
         return result

@@ -125,6 +125,12 @@ def delta_key(writer: int, n: int) -> bytes:
     return b"U" + writer.to_bytes(8, "big") + n.to_bytes(8, "big")
 
 
+def change_header(op: str, request_id: bytes = b"") -> bytes:
+    """Header of a change record: the operation (length-prefixed) and its request id."""
+    name = op.encode()
+    return bytes([len(name)]) + name + request_id
+
+
 def delta_number(key: bytes) -> int:
     return int.from_bytes(key[9:17], "big")
 

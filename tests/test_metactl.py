@@ -14,7 +14,6 @@ import sys
 
 import pytest
 
-from metaserver.client import Client
 from metaserver.types import ROOT_INO, FileType
 
 METACTL = shutil.which("metactl", path=str(pathlib.Path(sys.executable).parent))

@@ -10,7 +10,8 @@ from engines import changelog
 from engines.contract import CHANGELOG_END, CHANGELOG_PREFIX
 from metaserver.errors import FsError
 from metaserver.ops.chunks import visible_fragments
-from metaserver.runner import Runner, change_header
+from metaserver.runner import Runner
+from metaserver.schema import change_header
 from metaserver.types import CHUNK_SIZE, FileType, SetAttrMask, Slice
 
 from conftest import engine_url

@@ -76,6 +76,7 @@ def test_follower_bootstraps_applies_and_forwards(primary, tmp_path):
                 c.create(d.ino, f"f{i}")
             wait_for(lambda: caught_up(follower, primary.engine), what="follower catch-up")
             assert namespace(follower.engine) == namespace(primary.engine)
+            wait_for(lambda: status(follower.address).connected, what="link up")
             # A write on the follower is the primary's, and readable here at once.
             made = fc.mkdir(ROOT_INO, "via-follower")
             assert fc.lookup(ROOT_INO, "via-follower").ino == made.ino
@@ -100,6 +101,8 @@ def test_link_faults_forwarded_writes_and_request_id_retry(primary):
     proxy = FaultProxy(free_port(), primary.address).start()
     follower = follower_of(proxy.address)
     try:
+        # A follower forwards writes only once its stream has heard from the primary.
+        wait_for(lambda: status(follower.address).connected, what="link up")
         with Client(follower.address, retry=NO_RETRY, timeout=2) as fc:
             fc.mkdir(ROOT_INO, "up")
             # Requests arrive, answers do not: the outcome is unknown to the writer.

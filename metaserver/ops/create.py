@@ -6,7 +6,7 @@ import errno
 
 from metaserver import schema
 from metaserver.errors import FsError
-from metaserver.ops.metatx import MetaTx, check_name
+from metaserver.ops.metatx import MetaTx
 from metaserver.types import LINK_MAX, SYMLINK_MAX, Entry, FileType
 
 _MKNOD_TYPES = {FileType.REGULAR, FileType.FIFO, FileType.SOCKET,
