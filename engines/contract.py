@@ -55,7 +55,18 @@ class ReadOnlyTxn(EngineError):
 
 
 class Txn(abc.ABC):
-    """One serializable transaction. Reads see this transaction's own writes."""
+    """One serializable transaction. Reads see this transaction's own writes.
+
+    Use it as a context manager: leaving the block rolls back whatever was not
+    committed. A transaction that is never finished is a leak (an OCC engine keeps every
+    later commit's write set for it to validate against; a SQL engine holds a pooled
+    connection), so callers never hold one outside a `with` block."""
+
+    def __enter__(self) -> "Txn":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.rollback()
 
     @abc.abstractmethod
     def get(self, key: bytes) -> bytes | None: ...
@@ -87,7 +98,8 @@ class Txn(abc.ABC):
         """
 
     @abc.abstractmethod
-    def rollback(self) -> None: ...
+    def rollback(self) -> None:
+        """Abandon the transaction; does nothing once it has finished either way."""
 
     @abc.abstractmethod
     def validate(self) -> None:
@@ -126,6 +138,11 @@ class Engine(abc.ABC):
     @abc.abstractmethod
     def trim_changes(self, keep: int) -> int:
         """Drop all but the newest ``keep`` change records; returns how many were dropped."""
+
+    @abc.abstractmethod
+    def active_transactions(self) -> int:
+        """How many transactions of this handle are open (begun, not finished): 0 when
+        idle. Tests assert it after every operation that must not leak one."""
 
     @abc.abstractmethod
     def close(self) -> None: ...

@@ -99,6 +99,10 @@ class OccEngine(Engine):
     def last_seq(self) -> int:
         return self._version
 
+    def active_transactions(self) -> int:
+        with self._commit_lock:
+            return sum(self._active.values())
+
     def wait_durable(self) -> None:
         self._wait_durable(self._version)
 
@@ -222,6 +226,26 @@ def check_change_log(txn: "OccTxn", seq: int, records: Sequence[bytes | None]) -
     check_conflicts(txn, [{key for key, _ in changelog.decode(r).writes} for r in records])
 
 
+class OpenTransactions:
+    """Counts a driver's unfinished transactions, for Engine.active_transactions."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._count = 0
+
+    def opened(self) -> None:
+        with self._lock:
+            self._count += 1
+
+    def finished(self) -> None:
+        with self._lock:
+            self._count -= 1
+
+    @property
+    def count(self) -> int:
+        return self._count
+
+
 class Reader(Protocol):
     """Where a transaction's reads go: the committed store, as the driver sees it."""
 
@@ -248,7 +272,8 @@ class OccTxn(Txn):
     def __init__(self, reader: Reader, start: int, read_only: bool,
                  on_commit: Callable[["OccTxn", bytes, bool], int | None],
                  on_rollback: Callable[["OccTxn"], None],
-                 on_validate: Callable[["OccTxn"], None] | None = None) -> None:
+                 on_validate: Callable[["OccTxn"], None] | None = None,
+                 counter: OpenTransactions | None = None) -> None:
         self.reader = reader
         self.start = start
         self.read_only = read_only
@@ -260,6 +285,9 @@ class OccTxn(Txn):
         self.read_keys: set[bytes] = set()
         self.read_ranges: list[list[bytes]] = []
         self._done = False
+        self._counter = counter
+        if counter is not None:
+            counter.opened()
 
     def get(self, key: bytes) -> bytes | None:
         if key in self.writes:
@@ -325,6 +353,8 @@ class OccTxn(Txn):
         if self._done:
             raise EngineError("transaction already finished")
         self._done = True
+        if self._counter is not None:
+            self._counter.finished()
 
 
 def _merge(stored: Iterator[tuple[bytes, bytes]], pending: list[bytes],

@@ -38,6 +38,7 @@ statement finds it dead; nothing was read yet, so that retry is invisible.
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator, Sequence
@@ -49,7 +50,7 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects import mysql, postgresql
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 
-from engines import changelog
+from engines import NotFormatted, changelog
 from engines.contract import (
     CHANGELOG_END,
     CHANGELOG_PREFIX,
@@ -62,7 +63,8 @@ from engines.contract import (
     changelog_key,
     changelog_seq,
 )
-from engines.occ import SEQ_KEY, OccTxn, check_change_log, check_conflicts, decode_seq
+from engines.occ import (SEQ_KEY, OccTxn, OpenTransactions, check_change_log, check_conflicts,
+                         decode_seq)
 
 MAX_KEY = 512
 _FIRST_PAGE, _MAX_PAGE = 32, 1024     # rows per scan query: small first, then growing
@@ -194,10 +196,13 @@ class _Reader:
 
 
 class SqlEngine(Engine):
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, create: bool = False) -> None:
         self.url = url
         sa_url = sa.make_url(_driver_url(url))
         self._dialect = sa_url.get_backend_name()
+        # Connecting creates a missing SQLite file: look first, as for every engine.
+        if self._dialect == "sqlite" and not create and not os.path.isfile(sa_url.database):
+            raise NotFormatted(url)
         # Transactions end themselves (COMMIT, or ROLLBACK on close): no reset on return.
         options: dict[str, Any] = dict(pool_size=16, max_overflow=48, pool_timeout=10,
                                        pool_recycle=3600, pool_reset_on_return=None)
@@ -218,14 +223,28 @@ class SqlEngine(Engine):
             _sqlite_transactions(self._sa)
         self._upsert = _upsert(self._dialect)
         self._group = _GroupCommit(self._commit_batch)
-        self._init_table()
-
-    def _init_table(self) -> None:
-        """Create the table and the sequence row unless another process already has."""
+        self._open_txns = OpenTransactions()
         try:
-            _metadata.create_all(self._sa, checkfirst=True)
-        except sa_exc.SQLAlchemyError:
-            pass    # a concurrent creator won the race; the checks below tell
+            self._init_table(create)
+        except BaseException:
+            self._sa.dispose()
+            raise
+
+    def _init_table(self, create: bool) -> None:
+        """Create the table (only if `create`: else its absence is NotFormatted) and the
+        sequence row, unless another process already has."""
+        if create:
+            try:
+                _metadata.create_all(self._sa, checkfirst=True)
+            except sa_exc.SQLAlchemyError:
+                pass    # a concurrent creator won the race; the checks below tell
+        else:
+            try:
+                exists = sa.inspect(self._sa).has_table(KV.name)
+            except sa_exc.SQLAlchemyError as exc:
+                raise classify(exc) from exc
+            if not exists:
+                raise NotFormatted(self.url)
         conn, _ = self._connect(read_seq=False)
         try:
             if _run(conn, _READ_SEQ).first() is None:
@@ -269,6 +288,9 @@ class SqlEngine(Engine):
         return decode_seq(_run(conn, _LOCK_SEQ).scalar())
 
     # --- Engine -------------------------------------------------------------------------
+    def active_transactions(self) -> int:
+        return self._open_txns.count
+
     def begin(self) -> Txn:
         return self._open(read_only=False)
 
@@ -277,7 +299,8 @@ class SqlEngine(Engine):
 
     def _open(self, read_only: bool) -> OccTxn:
         conn, start = self._connect()
-        return OccTxn(_Reader(conn), start, read_only, self._commit, self._release)
+        return OccTxn(_Reader(conn), start, read_only, self._commit, self._release,
+                      counter=self._open_txns)
 
     @staticmethod
     def _release(txn: OccTxn) -> None:

@@ -35,7 +35,7 @@ from collections.abc import Awaitable, Callable, Iterator, Sequence
 from typing import TypeVar
 from urllib.parse import urlsplit
 
-from engines import changelog
+from engines import NotFormatted, changelog
 from engines.contract import (
     CHANGELOG_END,
     CHANGELOG_PREFIX,
@@ -48,7 +48,7 @@ from engines.contract import (
     changelog_key,
     changelog_seq,
 )
-from engines.occ import SEQ_KEY, OccTxn, check_change_log, decode_seq
+from engines.occ import SEQ_KEY, OccTxn, OpenTransactions, check_change_log, decode_seq
 
 T = TypeVar("T")
 _PAGE = 256
@@ -126,7 +126,7 @@ class _Reader:
 
 
 class TikvEngine(Engine):
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, create: bool = False) -> None:
         self.url = url
         parts = urlsplit(url)
         prefix = parts.path.strip("/")
@@ -137,18 +137,24 @@ class TikvEngine(Engine):
             raise EngineUnavailable(f"{url}: tikv-client is not installed "
                                     "(pip install 'metaserver[tikv]')") from exc
         self._loop = _Loop()
+        self._open_txns = OpenTransactions()
         try:
             self._client = self._loop.run(
                 lambda: tikv.TransactionClient.connect(parts.netloc.split(",")))
-            self._init_seq()
+            self._init_seq(create)
         except EngineError:
             self._loop.close()
             raise
 
-    def _init_seq(self) -> None:
+    def _init_seq(self, create: bool) -> None:
+        """Write the sequence key of a new store (only if `create`: under a prefix that
+        has none, there is no store, and that is NotFormatted)."""
         txn = self._loop.run(lambda: self._client.begin(True))
         key = self._prefix + SEQ_KEY
         if self._loop.run(lambda: txn.get_for_update(key)) is None:
+            if not create:
+                self._loop.run(txn.rollback)
+                raise NotFormatted(self.url)
             self._loop.run(lambda: txn.put(key, (0).to_bytes(8, "big")))
             self._loop.run(txn.commit, committing=True)
         else:
@@ -163,10 +169,15 @@ class TikvEngine(Engine):
         except EngineError:
             self._rollback(tikv_txn)
             raise
-        return OccTxn(reader, start, False, self._commit, self._release)
+        return OccTxn(reader, start, False, self._commit, self._release,
+                      counter=self._open_txns)
 
     def snapshot(self) -> Txn:
-        return OccTxn(_Reader(self, self._snapshot()), 0, True, self._commit, self._release)
+        return OccTxn(_Reader(self, self._snapshot()), 0, True, self._commit, self._release,
+                      counter=self._open_txns)
+
+    def active_transactions(self) -> int:
+        return self._open_txns.count
 
     def _snapshot(self):
         timestamp = self._loop.run(self._client.current_timestamp)

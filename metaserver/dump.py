@@ -361,11 +361,8 @@ def verify(src: BinaryIO) -> DumpInfo:
 def load(engine: Engine, src: BinaryIO) -> LoadSummary:
     """Fill an empty engine from a dump (see the module docstring)."""
     started = time.monotonic()
-    snapshot = engine.snapshot()
-    try:
+    with engine.snapshot() as snapshot:
         _refuse_non_empty(snapshot)
-    finally:
-        snapshot.rollback()
     if src.seekable():      # check it all before writing anything
         at = src.tell()
         try:
@@ -422,16 +419,12 @@ class _Target:
         """The first transaction also checks, in itself, that the target is empty (so
         a server formatting it meanwhile makes it conflict, and the retry sees that).
         Blind puts make the retry of an unknown commit harmless."""
-        txn = self.engine.begin()
-        try:
+        with self.engine.begin() as txn:
             if first:
                 _refuse_non_empty(txn)
             for key, value in batch:
                 txn.put(key, value)
-        except BaseException:
-            txn.rollback()
-            raise
-        return txn.commit(LOAD_HEADER)
+            return txn.commit(LOAD_HEADER)
 
 
 def _refuse_non_empty(txn: Txn) -> None:

@@ -136,22 +136,16 @@ class _Repairer:
         self.summary.transactions += bool(changes)
 
     def _attempt(self, body: Callable[[MetaTx], Iterable[str]]) -> list[str]:
-        txn = self.engine.begin()
-        # An id straight from the counter, in this transaction (servers take theirs from
-        # it in blocks, so none of theirs can be handed out twice).
-        tx = MetaTx(txn, OpContext(
-            now_ns=time.time_ns(), writer_id=self.writer_id, delta_seq=self._delta_seq,
-            alloc_ino=lambda: admin.reserve_ids(tx, counter="nextInode", count=1)))
-        try:
+        with self.engine.begin() as txn:
+            # An id straight from the counter, in this transaction (servers take theirs
+            # from it in blocks, so none of theirs can be handed out twice).
+            tx = MetaTx(txn, OpContext(
+                now_ns=time.time_ns(), writer_id=self.writer_id, delta_seq=self._delta_seq,
+                alloc_ino=lambda: admin.reserve_ids(tx, counter="nextInode", count=1)))
             changes = list(body(tx))
             tx.flush_accounting()
-        except BaseException:
-            txn.rollback()
-            raise
-        if changes:
-            txn.commit(REPAIR_HEADER)
-        else:
-            txn.rollback()
+            if changes:
+                txn.commit(REPAIR_HEADER)
         return changes
 
     # --- pass 1: entries and stray keys -------------------------------------------------
@@ -197,11 +191,8 @@ class _Repairer:
     def _attrs(self, inos: set[int]) -> dict[int, Attr]:
         """The attrs of those of `inos` that have one that decodes."""
         order = sorted(inos)
-        snapshot = self.engine.snapshot()
-        try:
+        with self.engine.snapshot() as snapshot:
             values = snapshot.get_many([schema.attr_key(ino) for ino in order])
-        finally:
-            snapshot.rollback()
         found = {}
         for ino, value in zip(order, values):
             try:

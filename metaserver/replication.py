@@ -54,7 +54,8 @@ class Position:
 
 def epoch_of(engine: Engine) -> tuple[int, bool]:
     """(epoch, fenced) of this node as a primary."""
-    value = engine.snapshot().get(EPOCH_KEY)
+    with engine.snapshot() as txn:
+        value = txn.get(EPOCH_KEY)
     if value is None:
         return 1, False
     epoch, fenced = _EPOCH.unpack(value)
@@ -71,8 +72,7 @@ def read_changes(engine: Engine, first: int, max_records: int,
     all from one snapshot; [] when `first` is not committed yet. PositionGone when
     record `first` was trimmed."""
     newest = engine.last_seq()    # before the scan: a record it counts is visible to it
-    txn = engine.snapshot()
-    try:
+    with engine.snapshot() as txn:
         records, size = [], 0
         for key, value in txn.scan(changelog_key(first), CHANGELOG_END, limit=max_records):
             if changelog_seq(key) != first + len(records):
@@ -81,8 +81,6 @@ def read_changes(engine: Engine, first: int, max_records: int,
             size += len(value)
             if size >= max_bytes:
                 break
-    finally:
-        txn.rollback()
     if not records and first <= newest:
         raise PositionGone(f"change record {first} was trimmed")
     return records
@@ -96,7 +94,8 @@ def snapshot(engine: Engine) -> tuple[int, Iterator[tuple[bytes, bytes]]]:
 # --- follower side -------------------------------------------------------------------------
 
 def position(engine: Engine) -> Position | None:
-    value = engine.snapshot().get(POSITION_KEY)
+    with engine.snapshot() as txn:
+        value = txn.get(POSITION_KEY)
     return None if value is None else Position(*_POSITION.unpack(value))
 
 
@@ -130,12 +129,9 @@ def wipe_namespace(engine: Engine) -> int:
     """Delete every namespace key (before a bootstrap over old state); returns how many."""
     total = 0
     while True:
-        txn = engine.snapshot()
-        try:
+        with engine.snapshot() as txn:
             keys = [k for k, _ in txn.scan(b"", ENGINE_RESERVED_PREFIX,
                                            limit=BOOTSTRAP_BATCH_KEYS)]
-        finally:
-            txn.rollback()
         if not keys:
             return total
         _commit(engine, dict.fromkeys(keys), BOOTSTRAP_HEADER)
@@ -179,18 +175,14 @@ def _commit(engine: Engine, writes: dict[bytes, bytes | None], header: bytes,
     by the stored position when there is one to compare (apply is exactly once), and is
     otherwise retried (the other writes are idempotent puts and deletes)."""
     for attempt in range(_ATTEMPTS):
-        txn = engine.begin()
         try:
-            for key, value in writes.items():
-                if value is None:
-                    txn.delete(key)
-                else:
-                    txn.put(key, value)
-        except BaseException:
-            txn.rollback()
-            raise
-        try:
-            txn.commit(header)
+            with engine.begin() as txn:
+                for key, value in writes.items():
+                    if value is None:
+                        txn.delete(key)
+                    else:
+                        txn.put(key, value)
+                txn.commit(header)
             return
         except TxnConflict:
             if attempt == _ATTEMPTS - 1:

@@ -26,6 +26,7 @@ from collections.abc import Callable
 import tenacity
 from prometheus_client import Counter, Histogram
 
+from engines import NotFormatted
 from engines.contract import RETRYABLE, CommitUnknown, Engine, EngineUnavailable, TxnConflict
 from metaserver import schema
 from metaserver.errors import BatchError, FsError
@@ -45,6 +46,16 @@ MAX_REQUEST_ID = 64
 # retried within RETRY_SECONDS, so a dead engine fails fast with EIO.
 RETRY_SECONDS = 10
 _WRITE = Op("unknown", None, True)   # unknown names take the write path, which reports them
+
+
+def _check_format(engine: Engine) -> None:
+    with engine.snapshot() as txn:
+        marker = txn.get(schema.counter_key("format"))
+    if marker is None:
+        raise NotFormatted(engine.url)
+    if schema.decode_i64(marker) != schema.FORMAT_VERSION:
+        raise FsError(errno.EPROTO, f"data format {schema.decode_i64(marker)} is not "
+                      f"{schema.FORMAT_VERSION}: this metaserver cannot use it")
 
 
 class IdAllocator:
@@ -68,9 +79,20 @@ class IdAllocator:
             return self._next - 1
 
 
+def format_namespace(engine: Engine) -> None:
+    """Format an empty store: write the root directory and the format marker. Refuses
+    (FsError EEXIST) a store that holds anything, so formatting never overwrites data."""
+    Runner(engine, formatting=True).call_internal("init_root")
+
+
 class Runner:
     def __init__(self, engine: Engine, *, max_attempts: int = 50, inode_batch: int = 1024,
-                 dir_mtime_skip_ns: int = 100_000_000) -> None:
+                 dir_mtime_skip_ns: int = 100_000_000, formatting: bool = False) -> None:
+        """A runner over a formatted namespace: NotFormatted if `engine` holds none
+        (`formatting` is for format_namespace alone), FsError EPROTO if this metaserver
+        cannot read its data format."""
+        if not formatting:
+            _check_format(engine)
         self.engine = engine
         self.max_attempts = max_attempts
         self.writer_id = random.getrandbits(63)
@@ -79,7 +101,6 @@ class Runner:
         self._dir_mtime_skip_ns = dir_mtime_skip_ns
         self._alloc_ino = IdAllocator(self, "nextInode", inode_batch)
         self._commits = threading.local()
-        self.call_internal("init_root")
 
     def take_commit_seq(self) -> int:
         """The newest change sequence this thread's mutations committed (or, for a replayed
@@ -96,7 +117,8 @@ class Runner:
     def call(self, op: str, request_id: bytes = b"", **kwargs):
         spec = _lookup(op)
         return self._timed(op, lambda: self._run(
-            op, spec.mutating, request_id, lambda tx: spec.fn(tx, **kwargs)))
+            op, spec.mutating, request_id, lambda tx: spec.fn(tx, **kwargs),
+            calls=[(op, kwargs)]))
 
     def call_atomic(self, calls: list[tuple[str, dict]], request_id: bytes = b"") -> list:
         """Run operations in order in one transaction; a failure applies none of them
@@ -118,7 +140,7 @@ class Runner:
             return results
 
         return self._timed("atomic_batch", lambda: self._run(
-            "atomic_batch", mutating, request_id, body))
+            "atomic_batch", mutating, request_id, body, calls=calls))
 
     def call_many(self, calls: list[tuple[str, bytes, dict]]) -> list:
         """Independent operations (op, request id, kwargs), each its own transaction;
@@ -141,7 +163,7 @@ class Runner:
                 try:
                     results.append(self._timed(op, lambda: self._run(
                         op, True, request_id, lambda tx: spec.fn(tx, **kwargs),
-                        wait_durable=False)))
+                        wait_durable=False, calls=[(op, kwargs)])))
                 except FsError as exc:
                     results.append(exc)
                 index += 1
@@ -172,11 +194,9 @@ class Runner:
         """Delete idempotency records written before `older_than_ns`, a page at a time."""
         expired, cursor = 0, schema.REQUEST_PREFIX
         while True:
-            txn = self.engine.snapshot()
-            try:     # candidates only: expire_requests re-reads each one it deletes
+            with self.engine.snapshot() as txn:
+                # candidates only: expire_requests re-reads each one it deletes
                 page_items = list(txn.scan(cursor, schema.REQUEST_END, limit=page))
-            finally:
-                txn.rollback()
             old = [k for k, v in page_items if schema.result_time(v) < older_than_ns]
             if old:
                 expired += self.call_internal("expire_requests", keys=old,
@@ -212,10 +232,11 @@ class Runner:
         return result
 
     def _run(self, label: str, mutating: bool, request_id: bytes, body: Callable,
-             wait_durable: bool = True):
+             wait_durable: bool = True, calls: list[tuple[str, dict]] | None = None):
         if len(request_id) > MAX_REQUEST_ID:
             raise FsError(errno.EINVAL, f"request id longer than {MAX_REQUEST_ID} bytes")
-        args = (label, mutating, request_id, body, wait_durable)
+        header = schema.change_header(label, request_id, calls) if mutating else b""
+        args = (label, mutating, request_id, body, wait_durable, header)
         try:
             try:
                 return self._attempt(*args)
@@ -239,11 +260,10 @@ class Runner:
             raise FsError(errno.EIO, f"metadata engine unavailable: {exc}") from exc
 
     def _attempt(self, label: str, mutating: bool, request_id: bytes, body: Callable,
-                 wait_durable: bool):
-        txn = self.engine.begin() if mutating else self.engine.snapshot()
-        try:
-            if mutating and request_id:
-                prior = txn.get(schema.request_key(request_id))
+                 wait_durable: bool, header: bytes):
+        with self.engine.begin() if mutating else self.engine.snapshot() as txn:
+            if mutating:
+                prior = self._check_writable(txn, request_id)
                 if prior is not None:
                     txn.rollback()
                     if schema.result_op(prior) != label:
@@ -271,13 +291,24 @@ class Runner:
                 if request_id:
                     txn.put(schema.request_key(request_id),
                             schema.encode_result(ctx.now_ns, label, result))
-        except BaseException:
-            txn.rollback()
-            raise
-        seq = txn.commit(schema.change_header(label, request_id), wait_durable=wait_durable)
+            seq = txn.commit(header, wait_durable=wait_durable)
         if seq:
             self._committed(seq)
         return result
+
+    @staticmethod
+    def _check_writable(txn, request_id: bytes) -> bytes | None:
+        """Refuse a mutation on a superseded primary; return the request id's stored
+        first result, if any. The epoch key is read inside the transaction, so a fence
+        committed meanwhile makes this one conflict: nothing commits after a fence."""
+        keys = [schema.EPOCH_KEY, schema.request_key(request_id)] if request_id \
+            else [schema.EPOCH_KEY]
+        values = txn.get_many(keys)
+        state = schema.decode_epoch(values[0])
+        if state.fenced:
+            raise FsError(errno.EROFS, f"this primary (epoch {state.epoch}) was superseded "
+                          f"by epoch {state.superseded_by}: writes are refused")
+        return values[1] if request_id else None
 
     def _durable(self) -> None:
         try:

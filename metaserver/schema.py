@@ -16,11 +16,17 @@ of one inode sit together.
 |                             | usedBytes, usedInodes, format)                          |
 | `U` writer:8 n:8            | statfs delta: bytes:8 inodes:8 signed; blind-written by |
 |                             | mutations, folded into the counters by maintenance      |
-| `R` request-id              | idempotency: time_ns:8, op, encoded first result        |
-| `\\xff...`                   | owned by the engine layer (change log: engines.contract)|
-| `\\xffE`                     | primary epoch:8 fenced:1 (metaserver.replication)       |
+| `R` request-id              | idempotency: time_ns:8, op (length-prefixed), encoded   |
+|                             | first result                                            |
+| `\\xff...`                   | owned by the engine layer (change log: engines.contract;|
+|                             | its headers: op, request id, calls — ChangeHeader)      |
+| `\\xffE`                     | epoch:8 superseded_by:8 — this node's epoch as a        |
+|                             | primary, and the newer epoch that fenced it (0: none);  |
+|                             | every mutation reads it (metaserver.runner)             |
 | `\\xffF`                     | follower's applied source position: epoch:8 seq:8,      |
 |                             | written in the same transaction as what it counts       |
+| `\\xffH` epoch:8             | lineage: where the log of an older epoch ended in this  |
+|                             | node's history (metaserver.replication.Lineage)         |
 
 Hard links: a file with one link keeps its parent in attr.parent; with more, parent
 is 0 and `P` keys count links per parent (they sum to nlink).
@@ -28,9 +34,10 @@ is 0 and `P` keys count links per parent (they sum to nlink).
 
 from __future__ import annotations
 
-import marshal
 import struct
-from dataclasses import fields, is_dataclass
+from dataclasses import dataclass, fields, is_dataclass
+
+import msgpack
 
 from metaserver.types import Attr, CompactResult, DirPage, Entry, FileType, Slice, StatFs
 
@@ -125,12 +132,6 @@ def delta_key(writer: int, n: int) -> bytes:
     return b"U" + writer.to_bytes(8, "big") + n.to_bytes(8, "big")
 
 
-def change_header(op: str, request_id: bytes = b"") -> bytes:
-    """Header of a change record: the operation (length-prefixed) and its request id."""
-    name = op.encode()
-    return bytes([len(name)]) + name + request_id
-
-
 def delta_number(key: bytes) -> int:
     return int.from_bytes(key[9:17], "big")
 
@@ -196,44 +197,77 @@ def decode_count(data: bytes | None) -> int:
     return _COUNT.unpack(data)[0] if data else 0
 
 
-# --- operation results, stored for idempotent retries -----------------------------------
-# Entry, Attr and None (most mutations) have compact struct encodings; anything else
-# goes through marshal as nested tuples tagged with the dataclass name.
+# --- operation results and arguments: a version-independent encoding --------------------
+# msgpack (the same bytes on every Python version; records are dumped and replicated),
+# dataclasses as an extension type tagged with their name, enums as their integers.
 
-_RESULT_TYPES = {cls.__name__: cls for cls in (Attr, Entry, DirPage, StatFs, Slice, CompactResult)}
-_RESULT_HEAD = struct.Struct(">q16p")    # time, operation name; then the tagged result
+_VALUE_TYPES = {cls.__name__: cls for cls in (Attr, Entry, DirPage, StatFs, Slice, CompactResult)}
+_DATACLASS_EXT = 1
+_ENUM_FIELDS = {(Attr, 1), (Entry, 2)}     # (class, field index) holding a FileType
+_TIME = struct.Struct(">q")
 _INO_TYPE = struct.Struct(">QB")
 
 
-def _plain(value):
+def _pack_default(value):
     if is_dataclass(value):
-        return (type(value).__name__,) + tuple(_plain(getattr(value, f.name)) for f in fields(value))
-    if isinstance(value, list):
-        return [_plain(v) for v in value]
-    if isinstance(value, FileType):
-        return int(value)
-    return value
+        fields_ = [getattr(value, f.name) for f in fields(value)]
+        return msgpack.ExtType(_DATACLASS_EXT, encode_value([type(value).__name__, *fields_]))
+    raise TypeError(f"cannot encode a {type(value).__name__}")
 
 
-def _unplain(value):
-    if isinstance(value, tuple) and value and isinstance(value[0], str):
-        cls = _RESULT_TYPES[value[0]]
-        args = [_unplain(v) for v in value[1:]]
-        if cls is Attr:
-            args[1] = FileType(args[1])
-        if cls is Entry:
-            args[2] = FileType(args[2])
-        return cls(*args)
-    if isinstance(value, list):
-        return [_unplain(v) for v in value]
-    return value
+def _unpack_ext(code: int, data: bytes):
+    if code != _DATACLASS_EXT:
+        raise ValueError(f"unknown encoded value type {code}")
+    name, *args = decode_value(data)
+    cls = _VALUE_TYPES[name]
+    for owner, index in _ENUM_FIELDS:
+        if cls is owner:
+            args[index] = FileType(args[index])
+    return cls(*args)
 
+
+def encode_value(value) -> bytes:
+    """Any result or argument of an operation (None, ints, bytes, str, lists, dicts,
+    the dataclasses of metaserver.types) as bytes."""
+    return msgpack.packb(value, default=_pack_default, use_bin_type=True)
+
+
+def decode_value(data: bytes):
+    return msgpack.unpackb(data, ext_hook=_unpack_ext, raw=False, strict_map_key=False)
+
+
+# --- change record headers ------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class ChangeHeader:
+    """What a change record says about the transaction that wrote it: the operation (an
+    op name, "atomic_batch", or the engine-side "load"/"apply"/... ), its request id, and
+    the calls it ran as (op, arguments) pairs, so a record can be listed and re-run."""
+    op: str
+    request_id: bytes
+    calls: list[tuple[str, dict]]
+
+
+def change_header(op: str, request_id: bytes = b"",
+                  calls: list[tuple[str, dict]] | None = None) -> bytes:
+    return encode_value([op, request_id, [[name, args] for name, args in calls or ()]])
+
+
+def decode_change_header(data: bytes) -> ChangeHeader:
+    op, request_id, calls = decode_value(data)
+    return ChangeHeader(op, request_id, [(name, args) for name, args in calls])
+
+
+# --- stored first results, for idempotent retries -----------------------------------------
+# time_ns:8, op name length:1, op name, then the result: Entry, Attr and None (most
+# mutations) have compact struct encodings; anything else is encode_value's.
 
 def encode_result(time_ns: int, op: str, result) -> bytes:
-    return _RESULT_HEAD.pack(time_ns, op.encode()) + _encode_value(result)
+    name = op.encode()
+    return _TIME.pack(time_ns) + bytes([len(name)]) + name + _encode_result_value(result)
 
 
-def _encode_value(value) -> bytes:
+def _encode_result_value(value) -> bytes:
     kind = type(value)
     if value is None:
         return b"N"
@@ -243,20 +277,25 @@ def _encode_value(value) -> bytes:
         return (b"E" + _INO_TYPE.pack(value.ino, value.type) + encode_attr(value.attr)
                 + value.name)
     if kind is list:      # an atomic batch's results
-        parts = [_encode_value(v) for v in value]
+        parts = [_encode_result_value(v) for v in value]
         return b"L" + b"".join(_COUNT.pack(len(p)) + p for p in parts)
-    return b"M" + marshal.dumps(_plain(value))
+    return b"V" + encode_value(value)
+
+
+def _result_body(data: bytes) -> int:
+    """Offset of the encoded result, after the time and the op name."""
+    return _TIME.size + 1 + data[_TIME.size]
 
 
 def result_op(data: bytes) -> str:
-    return _RESULT_HEAD.unpack_from(data)[1].decode()
+    return data[_TIME.size + 1:_result_body(data)].decode()
 
 
 def decode_result(data: bytes):
-    return _decode_value(memoryview(data)[_RESULT_HEAD.size:])
+    return _decode_result_value(memoryview(data)[_result_body(data):])
 
 
-def _decode_value(data: memoryview):
+def _decode_result_value(data: memoryview):
     tag, body = bytes(data[:1]), data[1:]
     if tag == b"N":
         return None
@@ -271,11 +310,48 @@ def _decode_value(data: memoryview):
         values, pos = [], 0
         while pos < len(body):
             (size,) = _COUNT.unpack_from(body, pos)
-            values.append(_decode_value(body[pos + 4:pos + 4 + size]))
+            values.append(_decode_result_value(body[pos + 4:pos + 4 + size]))
             pos += 4 + size
         return values
-    return _unplain(marshal.loads(body))
+    return decode_value(bytes(body))
 
 
 def result_time(data: bytes) -> int:
-    return _RESULT_HEAD.unpack_from(data)[0]
+    return _TIME.unpack_from(data)[0]
+
+
+# --- replication bookkeeping (engine-reserved keys) -----------------------------------------
+
+EPOCH_KEY = b"\xffE"
+POSITION_KEY = b"\xffF"
+HISTORY_PREFIX = b"\xffH"
+HISTORY_END = b"\xffI"
+_EPOCH = struct.Struct(">QQ")
+
+
+@dataclass(frozen=True)
+class EpochState:
+    """A node's epoch as a primary, and the newer epoch that superseded it (0: none)."""
+    epoch: int = 1
+    superseded_by: int = 0
+
+    @property
+    def fenced(self) -> bool:
+        return self.superseded_by > self.epoch
+
+
+def encode_epoch(state: EpochState) -> bytes:
+    return _EPOCH.pack(state.epoch, state.superseded_by)
+
+
+def decode_epoch(data: bytes | None) -> EpochState:
+    if data is None:
+        return EpochState()
+    if len(data) == 9:            # epoch:8 fenced:1, before superseded_by was kept
+        epoch, fenced = struct.unpack(">QB", data)
+        return EpochState(epoch, epoch + 1 if fenced else 0)
+    return EpochState(*_EPOCH.unpack(data))
+
+
+def history_key(epoch: int) -> bytes:
+    return HISTORY_PREFIX + epoch.to_bytes(8, "big")

@@ -16,6 +16,9 @@ import uuid
 import pytest
 
 from engines import open_engine
+from engines.memory import MemoryEngine
+from engines.rocksdb import RocksEngine
+from engines.sql import SqlEngine
 from metaserver.client import Client
 from metaserver.service.config import ServerConfig
 from metaserver.service.server import start
@@ -52,11 +55,35 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def assert_no_open_transactions(engine) -> None:
+    """A transaction left open is a leak (OCC history, a pooled connection)."""
+    assert engine.active_transactions() == 0, \
+        f"{engine.active_transactions()} transaction(s) left open on {engine.url}"
+
+
+@pytest.fixture(autouse=True)
+def no_engine_closed_with_open_transactions(monkeypatch):
+    """Every engine a test closes (directly, or by stopping a server) must have no
+    transaction left open: one that is never finished is a leak."""
+    leaks: list[str] = []
+    for cls in (MemoryEngine, RocksEngine, SqlEngine):
+        def checked_close(self, _close=cls.close):
+            if self.active_transactions():
+                leaks.append(f"{self.url}: {self.active_transactions()} open")
+            _close(self)
+        monkeypatch.setattr(cls, "close", checked_close)
+    yield
+    assert not leaks, f"engines closed with transactions still open: {leaks}"
+
+
 @pytest.fixture(params=ENGINE_NAMES)
 def engine(request, tmp_path):
     eng = open_engine(fresh_engine_url(request, request.param, tmp_path))
     yield eng
-    eng.close()
+    try:
+        assert_no_open_transactions(eng)
+    finally:
+        eng.close()
 
 
 @pytest.fixture(scope="session")

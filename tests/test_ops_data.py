@@ -11,7 +11,7 @@ from engines.contract import CHANGELOG_END, CHANGELOG_PREFIX
 from metaserver.errors import FsError
 from metaserver.ops.chunks import visible_fragments
 from metaserver.runner import Runner
-from metaserver.schema import change_header
+from metaserver.schema import ChangeHeader, decode_change_header
 from metaserver.types import CHUNK_SIZE, FileType, SetAttrMask, Slice
 
 from conftest import engine_url
@@ -148,13 +148,16 @@ def test_every_mutation_appends_one_change_record(runner):
     runner.call("getattr", ino=1)                      # reads append nothing
     with pytest.raises(FsError):
         runner.call("rmdir", b"rid-3", parent=1, name=b"nope")   # failures append nothing
-    snap = engine.snapshot()
-    records = [changelog.decode(v) for _, v in
-               snap.scan(CHANGELOG_PREFIX, CHANGELOG_END) if changelog.decode(v).seq > start]
-    snap.rollback()
+    with engine.snapshot() as snap:
+        records = [changelog.decode(v) for _, v in snap.scan(CHANGELOG_PREFIX, CHANGELOG_END)
+                   if changelog.decode(v).seq > start]
     assert [r.seq for r in records] == [start + 1, start + 2]
-    assert records[0].header == change_header("mkdir", b"rid-1")
-    assert records[1].header == change_header("rename", b"rid-2")
+    # The header names the operation, its request id and the call, so it can be re-run.
+    assert decode_change_header(records[0].header) == ChangeHeader(
+        "mkdir", b"rid-1", [("mkdir", {"parent": 1, "name": b"x"})])
+    assert decode_change_header(records[1].header) == ChangeHeader(
+        "rename", b"rid-2",
+        [("rename", {"parent": 1, "name": b"x", "new_parent": 1, "new_name": b"y"})])
     assert any(k.startswith(b"A") and v is None for k, v in records[1].writes)  # old entry gone
 
 

@@ -181,8 +181,7 @@ class RawTarget:
 
     def _one(self, op: str, item: Item, durable: bool):
         ino = self._ino(item.parent, item.name)
-        txn = self.engine.snapshot() if op in ("stat", "read") else self.engine.begin()
-        try:
+        with self.engine.snapshot() if op in ("stat", "read") else self.engine.begin() as txn:
             if op in ("mkdir", "create"):
                 txn.put(self._attr_key(ino), self.ATTR)
                 txn.put(self._dentry_key(item.parent, item.name), self.DENTRY)
@@ -203,10 +202,7 @@ class RawTarget:
                 txn.get(self._dentry_key(item.parent, item.name))
                 txn.delete(self._dentry_key(item.parent, item.name))
                 txn.delete(self._attr_key(ino))
-        except BaseException:
-            txn.rollback()
-            raise
-        txn.commit(wait_durable=durable)
+            txn.commit(wait_durable=durable)
         return ino if op in ("mkdir", "create") else True
 
     def run(self, op: str, items: list[Item], batched: bool) -> list:
