@@ -110,7 +110,9 @@ class ModelFS:
         _check_path_length(path)
         ino = ROOT_INO
         for part in path.split(b"/"):
-            if part not in (b"", b"."):
+            if part in (b"", b"."):
+                self.dir(ino)  # a trailing "/" or "/." after a non-directory: ENOTDIR
+            else:
                 ino = self.lookup(parent=ino, name=part)
         return ino
 

@@ -205,3 +205,79 @@ from conftest import free_port
 
 def test_bad_usage_exits_2(metactl):
     assert metactl("mv", "/only-one").returncode == 2
+
+
+def _touch_like_touch1(path: str) -> None:
+    """What touch(1) does: create, and when that fails set the times (its errno counts)."""
+    try:
+        os.close(os.open(path, os.O_CREAT | os.O_WRONLY))
+    except OSError:
+        os.utime(path)
+
+
+def _into_directory(call):
+    """mv(1) and ln(1): a destination that is a directory gets the source's name inside."""
+    def run(src: str, dst: str) -> None:
+        call(src, os.path.join(dst, os.path.basename(src)) if os.path.isdir(dst) else dst)
+    return run
+
+
+# metactl command -> the system calls the same coreutils command makes on a local path
+KERNEL = {"stat": os.lstat, "mkdir": os.mkdir, "touch": _touch_like_touch1, "rm": os.unlink,
+          "rmdir": os.rmdir, "mv": _into_directory(os.rename), "ln": _into_directory(os.link),
+          "ln -s": os.symlink}
+
+TRAILING_SLASH_CASES = [
+    ("stat", "f/"), ("stat", "f/."), ("stat", "f/.."), ("stat", "f//"), ("stat", "d/"),
+    ("stat", "d/."), ("stat", "nx/"),
+    ("mkdir", "nx/"), ("mkdir", "nx/."), ("mkdir", "f/"), ("mkdir", "d/"),
+    ("touch", "nx/"), ("touch", "f/"), ("touch", "d/"),
+    ("rm", "f/"), ("rm", "d/"), ("rm", "nx/"),
+    ("rmdir", "d/"), ("rmdir", "f/"), ("rmdir", "nx/"),
+    ("mv", "f/", "g"), ("mv", "f", "g/"), ("mv", "d/", "g/"), ("mv", "d", "g/"),
+    ("mv", "f", "d/"), ("mv", "d", "f/"), ("mv", "nx/", "g"),
+    ("ln", "f", "nx/"), ("ln", "f/", "x"), ("ln", "f", "d/"), ("ln -s", "t", "nx/"),
+]
+
+
+def _local_tree(root: str) -> set[tuple[str, bool]]:
+    return {(os.path.relpath(os.path.join(at, name), root), name in dirs)
+            for at, dirs, files in os.walk(root) for name in dirs + files}
+
+
+def _served_tree(client, path: str) -> set[tuple[str, bool]]:
+    found = set()
+    for e in client.readdir(client.resolve(path).ino):
+        name, is_dir = os.fsdecode(e.name), e.type == FileType.DIRECTORY
+        found.add((name, is_dir))
+        if is_dir:
+            found |= {(f"{name}/{sub}", d) for sub, d in _served_tree(client, f"{path}/{name}")}
+    return found
+
+
+@pytest.mark.parametrize("case", TRAILING_SLASH_CASES, ids=" ".join)
+def test_trailing_slash_as_the_local_kernel(metactl, client, top, tmp_path, case):
+    """A trailing `/` (or `/.`) names a directory: each command fails with the errno the
+    local kernel gives the same calls (`stat f/` is ENOTDIR), and leaves the same tree."""
+    command, *paths = case
+    local = tmp_path / "local"
+    local.mkdir()
+    (local / "f").touch()
+    (local / "d").mkdir()
+    client.create(client.resolve(top).ino, "f")
+    client.mkdir(client.resolve(top).ino, "d")
+    args = [paths[0] if command == "ln -s" else f"{local}/{paths[0]}"] + \
+           [f"{local}/{p}" for p in paths[1:]]   # not `local / p`: pathlib drops a trailing /
+    try:
+        KERNEL[command](*args)
+        expected = None
+    except OSError as exc:
+        expected = os.strerror(exc.errno)
+    served = [paths[0] if command == "ln -s" else f"{top}/{paths[0]}"] + \
+             [f"{top}/{p}" for p in paths[1:]]
+    result = metactl(*command.split(), *served)
+    if expected is None:
+        ok(result)
+    else:
+        assert failed(result).endswith(f": {expected}")
+    assert _served_tree(client, top) == _local_tree(str(local))

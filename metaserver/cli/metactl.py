@@ -11,6 +11,7 @@ server: see their help for when that may be done while servers run.
 from __future__ import annotations
 
 import dataclasses
+import errno
 import os
 import stat
 import sys
@@ -66,18 +67,32 @@ class Session:
     def resolve(self, path: str) -> Entry:
         return self.client.resolve(_absolute(path))
 
-    def locate(self, path: str) -> tuple[int, bytes]:
-        """(directory inode, name) of the last component of `path`."""
-        head, _, name = (_absolute(path).rstrip(b"/") or b"/").rpartition(b"/")
-        return self.client.resolve(head or b"/").ino, name
+    def locate(self, path: str, *, makes_directory: bool = False) -> tuple[int, bytes]:
+        """(directory inode, name) of the last component of `path`.
 
-    def destination(self, path: str, name: bytes) -> tuple[int, bytes]:
+        A trailing slash says that component is a directory, as in POSIX: ENOTDIR if it
+        is something else, and ENOENT if it is missing, unless the caller is about to
+        make a directory there (`mkdir a/`; then whatever exists is EEXIST)."""
+        full = _absolute(path)
+        head, _, name = (full.rstrip(b"/") or b"/").rpartition(b"/")
+        parent = self.client.resolve(head or b"/").ino
+        if _names_directory(path) and not makes_directory:
+            self.client.resolve(full)
+        return parent, name
+
+    def destination(self, path: str, name: bytes,
+                    source: tuple[int, bytes] | None = None) -> tuple[int, bytes]:
         """Where `mv`/`ln` put something called `name` given `path`: inside it if it is
-        a directory, else at it."""
+        a directory, else at it. `source` is what `mv` moves (directory inode, name):
+        a new name with a trailing slash is for a directory only (rename(2): ENOTDIR)."""
         try:
             entry = self.resolve(path)
         except FileNotFoundError:
-            return self.locate(path)
+            if source is None or not _names_directory(path):
+                return self.locate(path)
+            if self.client.lookup(*source).type != FileType.DIRECTORY:
+                raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR)) from None
+            return self.locate(path, makes_directory=True)
         return (entry.ino, name) if entry.type == FileType.DIRECTORY else self.locate(path)
 
 
@@ -89,6 +104,11 @@ def _fail(what: str, reason: str) -> None:
 def _absolute(path: str) -> bytes:
     raw = os.fsencode(path)
     return raw if raw.startswith(b"/") else b"/" + raw
+
+
+def _names_directory(path: str) -> bool:
+    """Whether `path` ends in a slash, which POSIX reads as "this is a directory"."""
+    return _absolute(path).endswith(b"/")
 
 
 def _basename(path: str) -> bytes:
@@ -134,7 +154,7 @@ def mkdir(ctx: typer.Context, paths: list[str],
             if parents:
                 s.client.makedirs(_absolute(path), exist_ok=True)
             else:
-                s.client.mkdir(*s.locate(path))
+                s.client.mkdir(*s.locate(path, makes_directory=True))
 
 
 @app.command()
@@ -199,7 +219,7 @@ def mv(ctx: typer.Context, src: str, dst: str):
     with s.reporting(src):
         parent, name = s.locate(src)
     with s.reporting(dst):
-        new_parent, new_name = s.destination(dst, name)
+        new_parent, new_name = s.destination(dst, name, source=(parent, name))
     with s.reporting(src):
         s.client.rename(parent, name, new_parent, new_name)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import errno
 
 from metaserver import schema
-from metaserver.errors import FsError
+from metaserver.errors import FsError, quote
 from metaserver.ops.metatx import MetaTx
 from metaserver.types import NAME_MAX, PATH_MAX, READDIR_MAX, ROOT_INO, Attr, DirPage, Entry, FileType
 
@@ -51,14 +51,19 @@ def readdir(tx: MetaTx, *, ino: int, cursor: bytes = b"", limit: int = 1000,
 
 
 def resolve(tx: MetaTx, *, path: bytes) -> Entry:
-    """Walk an absolute path from the root without following symlinks (lstat-like)."""
+    """Walk an absolute path from the root without following symlinks (lstat-like).
+
+    As in POSIX, whatever follows a component (even a trailing `/` or `/.`) requires it
+    to be a directory: `/file/` is ENOTDIR. Symlinks are not followed, so `/link/` is
+    ENOTDIR too."""
     if not path.startswith(b"/"):
         raise FsError(errno.EINVAL, "path must be absolute")
     if len(path) >= PATH_MAX:
         raise FsError(errno.ENAMETOOLONG, f"path longer than {PATH_MAX} bytes")
     entry = Entry(b"/", ROOT_INO, FileType.DIRECTORY, tx.attr(ROOT_INO))
     for part in path.split(b"/"):
-        if part in (b"", b"."):
-            continue
-        entry = lookup(tx, parent=entry.ino, name=part)
+        if entry.type != FileType.DIRECTORY:
+            raise FsError(errno.ENOTDIR, f"{quote(entry.name)} is not a directory")
+        if part not in (b"", b"."):
+            entry = lookup(tx, parent=entry.ino, name=part)
     return entry
