@@ -15,18 +15,24 @@ from collections.abc import Iterator, Sequence
 
 from rocksdict import Options, Rdict, ReadOptions, WriteBatch, WriteOptions
 
+from engines import NotFormatted
 from engines.contract import CHANGELOG_END, CHANGELOG_PREFIX, EngineUnavailable, changelog_seq
 from engines.occ import OccEngine
 
 
 class RocksEngine(OccEngine):
-    def __init__(self, url: str, path: str, sync: bool = True) -> None:
+    def __init__(self, url: str, path: str, sync: bool = True, create: bool = False) -> None:
+        # A missing store is an error unless asked to create one: a typo in a path must
+        # not quietly start an empty namespace. CURRENT is the file every RocksDB has.
+        if not create and not os.path.isfile(os.path.join(path, "CURRENT")):
+            raise NotFormatted(url)
         super().__init__(url)
         self.path = path
         self._fsync = sync
-        os.makedirs(path, exist_ok=True)
+        if create:
+            os.makedirs(path, exist_ok=True)
         options = Options(raw_mode=True)
-        options.create_if_missing(True)
+        options.create_if_missing(create)
         options.set_max_background_jobs(2)
         try:
             self._db = Rdict(path, options=options)

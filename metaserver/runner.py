@@ -26,7 +26,7 @@ from collections.abc import Callable
 import tenacity
 from prometheus_client import Counter, Histogram
 
-from engines import NotFormatted
+from engines import NotFormatted, is_ephemeral, open_engine
 from engines.contract import RETRYABLE, CommitUnknown, Engine, EngineUnavailable, TxnConflict
 from metaserver import schema
 from metaserver.errors import BatchError, FsError
@@ -48,7 +48,9 @@ RETRY_SECONDS = 10
 _WRITE = Op("unknown", None, True)   # unknown names take the write path, which reports them
 
 
-def _check_format(engine: Engine) -> None:
+def check_format(engine: Engine) -> None:
+    """Raise NotFormatted if `engine` holds no namespace, FsError EPROTO if this
+    metaserver cannot read its data format."""
     with engine.snapshot() as txn:
         marker = txn.get(schema.counter_key("format"))
     if marker is None:
@@ -79,6 +81,21 @@ class IdAllocator:
             return self._next - 1
 
 
+def open_namespace(url: str) -> Engine:
+    """The engine at `url`, which must hold a formatted namespace (else NotFormatted, and
+    nothing is created). memory:// is new and empty on every open: it is formatted here."""
+    engine = open_engine(url)
+    try:
+        if is_ephemeral(url):
+            format_namespace(engine)
+        else:
+            check_format(engine)
+    except BaseException:
+        engine.close()
+        raise
+    return engine
+
+
 def format_namespace(engine: Engine) -> None:
     """Format an empty store: write the root directory and the format marker. Refuses
     (FsError EEXIST) a store that holds anything, so formatting never overwrites data."""
@@ -92,7 +109,7 @@ class Runner:
         (`formatting` is for format_namespace alone), FsError EPROTO if this metaserver
         cannot read its data format."""
         if not formatting:
-            _check_format(engine)
+            check_format(engine)
         self.engine = engine
         self.max_attempts = max_attempts
         self.writer_id = random.getrandbits(63)

@@ -20,6 +20,7 @@ from engines.memory import MemoryEngine
 from engines.rocksdb import RocksEngine
 from engines.sql import SqlEngine
 from metaserver.client import Client
+from metaserver.runner import format_namespace
 from metaserver.service.config import ServerConfig
 from metaserver.service.server import start
 
@@ -46,6 +47,23 @@ def fresh_engine_url(request, name: str, tmp_path) -> str:
             pytest.skip("TiKV: METASERVER_TEST_TIKV_PD is not set (no TiKV/PD server here)")
         return f"tikv://{pd}/metaserver-test-{uuid.uuid4().hex}"
     return engine_url(name, tmp_path)
+
+
+def formatted(engine):
+    """`engine` with a new, empty namespace in it, as `metaserver format` leaves it."""
+    format_namespace(engine)
+    return engine
+
+
+def format_url(url: str) -> str:
+    """Format a new namespace at `url` (created if missing), as `metaserver format`
+    does before the first `metaserver serve`; returns the URL."""
+    engine = open_engine(url, create=True)
+    try:
+        format_namespace(engine)
+    finally:
+        engine.close()
+    return url
 
 
 def free_port() -> int:
@@ -78,7 +96,7 @@ def no_engine_closed_with_open_transactions(monkeypatch):
 
 @pytest.fixture(params=ENGINE_NAMES)
 def engine(request, tmp_path):
-    eng = open_engine(fresh_engine_url(request, request.param, tmp_path))
+    eng = open_engine(fresh_engine_url(request, request.param, tmp_path), create=True)
     yield eng
     try:
         assert_no_open_transactions(eng)

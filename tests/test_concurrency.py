@@ -16,6 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from conftest import formatted
 from engines.contract import TxnConflict
 from metaserver import ops, schema
 from metaserver.errors import FsError
@@ -83,7 +84,7 @@ def assert_fsck_clean(engine) -> None:
 def test_directory_rename_storm_keeps_a_tree(engine):
     """Directories moved into each other at random, a move into a descendant included:
     no cycle, no orphan, every directory found once, link counts exact."""
-    r = Runner(engine)
+    r = Runner(formatted(engine))
     names = [b"d%02d" % i for i in range(16)]
     dirs = {r.call("mkdir", parent=ROOT_INO, name=name).ino: name for name in names}
     targets = [ROOT_INO, *dirs]
@@ -116,7 +117,7 @@ def test_crossing_moves_in_flight_together_cannot_both_commit(engine):
     """A0 moves into a1 while A1 moves into a0, both transactions open at once and with
     different parents: each alone is legal, together they would make a loop cut off
     from the root. The second commit must conflict, since its ancestor walk read A0."""
-    r = Runner(engine)
+    r = Runner(formatted(engine))
     tops, kids = [], []
     for i in range(3):
         tops.append(r.call("mkdir", parent=ROOT_INO, name=b"A%d" % i).ino)
@@ -137,7 +138,7 @@ def test_crossing_moves_in_flight_together_cannot_both_commit(engine):
 def test_creates_in_one_directory_are_all_there(engine):
     """Threads create overlapping names (every fourth a directory) in one directory:
     each name is acknowledged at most once, and the directory holds exactly those."""
-    r = Runner(engine)
+    r = Runner(formatted(engine))
     shared = r.call("mkdir", parent=ROOT_INO, name=b"shared").ino
     names = [b"n%03d" % i for i in range(400)]
     acked: dict[bytes, int] = {}
@@ -164,7 +165,7 @@ def test_creates_in_one_directory_are_all_there(engine):
 def test_hard_link_churn_keeps_link_counts(engine):
     """Files linked, unlinked, renamed and exchanged across directories: nlink and the
     per-directory link records match the entries."""
-    r = Runner(engine)
+    r = Runner(formatted(engine))
     dirs = [r.call("mkdir", parent=ROOT_INO, name=b"D%d" % i).ino for i in range(3)]
     files = [r.call("mknod", parent=dirs[0], name=b"n%d" % i).ino for i in range(4)]
     names = [b"n%d" % i for i in range(5)]
@@ -243,7 +244,7 @@ def test_an_attempt_that_read_two_states_is_retried(engine, case):
     """Another commit lands between an operation's reads. The attempt must then conflict
     and be retried, not end in an answer no serial order gives (here a crash, or EEXIST
     for a destination that did not exist while the source did)."""
-    r = Runner(engine)
+    r = Runner(formatted(engine))
     (op, kwargs), expected = case(r, engine)
     try:
         r.call(op, **kwargs)

@@ -15,7 +15,7 @@ import tracemalloc
 
 import pytest
 
-from conftest import fresh_engine_url
+from conftest import formatted, fresh_engine_url
 from engines import changelog, open_engine
 from engines.contract import CHANGELOG_END, CHANGELOG_PREFIX
 from metaserver import dump as dumping
@@ -94,15 +94,15 @@ def change_records(engine, after: int = 0) -> list[changelog.ChangeRecord]:
 
 @pytest.fixture
 def source(tmp_path):
-    engine = open_engine(f"rocksdb://{tmp_path}/source")
-    build(Runner(engine))
+    engine = open_engine(f"rocksdb://{tmp_path}/source", create=True)
+    build(Runner(formatted(engine)))
     yield engine
     engine.close()
 
 
 @pytest.fixture
 def empty(tmp_path):
-    engine = open_engine(f"rocksdb://{tmp_path}/empty")
+    engine = open_engine(f"rocksdb://{tmp_path}/empty", create=True)
     yield engine
     engine.close()
 
@@ -114,7 +114,7 @@ def test_round_trip_rocksdb_mariadb_rocksdb(request, monkeypatch, tmp_path, sour
     info = DumpReader(io.BytesIO(first)).info
     assert (info.seq, info.source, info.compression) == (source.last_seq(), "rocksdb", "gzip")
 
-    maria = open_engine(fresh_engine_url(request, "mariadb", tmp_path))
+    maria = open_engine(fresh_engine_url(request, "mariadb", tmp_path), create=True)
     try:
         into_maria = load(maria, io.BytesIO(first))
         assert namespace(maria) == keys
@@ -127,7 +127,7 @@ def test_round_trip_rocksdb_mariadb_rocksdb(request, monkeypatch, tmp_path, sour
     finally:
         maria.close()
 
-    back = open_engine(f"rocksdb://{tmp_path}/back")
+    back = open_engine(f"rocksdb://{tmp_path}/back", create=True)
     try:
         summary = load(back, io.BytesIO(second))
         assert (summary.source, summary.source_seq) == ("mysql+pymysql", into_maria.seq)
@@ -228,7 +228,7 @@ def test_dump_while_writers_run_is_the_state_at_its_seq(tmp_path, source):
 
 def test_load_refuses_a_non_empty_target(source, empty):
     data = dumped(source)
-    Runner(empty)               # a server formatted it
+    formatted(empty)            # `metaserver format` ran on it
     before = namespace(empty)
     with pytest.raises(TargetNotEmpty, match="already holds a namespace"):
         load(empty, io.BytesIO(data))
@@ -299,7 +299,7 @@ def test_memory_stays_flat(tmp_path):
     """100k keys (50 MB) each way; the peak of Python memory stays far below that.
     (More keys would only make tracemalloc slower: memory per key is what is bounded.)"""
     keys, value = 100_000, bytes(range(256)) * 2    # like a large xattr
-    source = open_engine(f"rocksdb+unsafe-nosync://{tmp_path}/big")
+    source = open_engine(f"rocksdb+unsafe-nosync://{tmp_path}/big", create=True)
     for start in range(0, keys, 20_000):
         txn = source.begin()
         for i in range(start, start + 20_000):
@@ -307,7 +307,7 @@ def test_memory_stays_flat(tmp_path):
         txn.commit()
     size = keys * (18 + len(value))
     path = tmp_path / "big.dump"
-    target = open_engine(f"rocksdb+unsafe-nosync://{tmp_path}/copy")
+    target = open_engine(f"rocksdb+unsafe-nosync://{tmp_path}/copy", create=True)
     try:
         tracemalloc.start()
         with open(path, "wb") as out:
@@ -334,9 +334,9 @@ def stopped_source(tmp_path) -> tuple[str, dict[bytes, bytes]]:
     """URL of a built RocksDB namespace no process has open (RocksDB admits one), and
     its keys."""
     url = f"rocksdb://{tmp_path}/stopped"
-    engine = open_engine(url)
+    engine = open_engine(url, create=True)
     try:
-        build(Runner(engine), files=300)
+        build(Runner(formatted(engine)), files=300)
         return url, namespace(engine)
     finally:
         engine.close()

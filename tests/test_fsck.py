@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import pytest
 
+from conftest import formatted
 from metaserver import schema
 from metaserver.errors import FsError
 from metaserver.fsck import fsck
@@ -130,7 +131,7 @@ CORRUPTIONS = {
 @LOCAL_ENGINES
 @pytest.mark.parametrize("corruption", CORRUPTIONS)
 def test_fsck_reports_corruption(engine, corruption):
-    tree = build(Runner(engine))
+    tree = build(Runner(formatted(engine)))
     assert fsck(engine).ok
     writes, kinds, about = CORRUPTIONS[corruption]
     put(engine, writes(engine, tree))
@@ -143,21 +144,21 @@ def test_fsck_reports_corruption(engine, corruption):
 
 @LOCAL_ENGINES
 def test_fsck_counts_a_healthy_tree(engine):
-    build(Runner(engine))
+    build(Runner(formatted(engine)))
     report = fsck(engine)
     assert report.ok and (report.inodes, report.dirs, report.files) == (6, 3, 3), str(report)
 
 
 @LOCAL_ENGINES
 def test_fsck_ok_on_an_empty_namespace(engine):
-    Runner(engine)
+    formatted(engine)
     report = fsck(engine)
     assert report.ok and (report.inodes, report.dirs, report.files) == (1, 1, 0)
 
 
 @LOCAL_ENGINES
 def test_fsck_ok_after_renames_links_and_removals(engine):
-    r = Runner(engine)
+    r = Runner(formatted(engine))
     t = build(r)
     r.call("rename", parent=t.a, name=b"b", new_parent=ROOT_INO, new_name=b"b")
     r.call("rename", parent=ROOT_INO, name=b"g", new_parent=t.b, new_name=b"g")
@@ -173,7 +174,7 @@ def test_fsck_ok_after_renames_links_and_removals(engine):
 
 @LOCAL_ENGINES
 def test_fsck_counts_a_wide_directory(engine):
-    r = Runner(engine)
+    r = Runner(formatted(engine))
     d = r.call("mkdir", parent=ROOT_INO, name=b"wide").ino
     made = r.call_many([("mknod", b"", dict(parent=d, name=b"f%04d" % i)) for i in range(1500)])
     assert not [m for m in made if isinstance(m, Exception)]
@@ -184,7 +185,7 @@ def test_fsck_counts_a_wide_directory(engine):
 @LOCAL_ENGINES
 def test_fsck_is_exact_while_others_write(engine):
     """One point-in-time scan: a check racing renames, links and removals sees no problem."""
-    r = Runner(engine)
+    r = Runner(formatted(engine))
     t = build(r)
     checking, stop = threading.Event(), threading.Event()
 
@@ -223,7 +224,7 @@ def test_fsck_is_exact_while_others_write(engine):
 def test_fsck_walks_a_deep_tree_without_recursion():
     from engines import open_engine
     engine = open_engine("memory://")
-    r = Runner(engine)
+    r = Runner(formatted(engine))
     parent = ROOT_INO
     for _ in range(3000):
         parent = r.call("mkdir", parent=parent, name=b"d").ino

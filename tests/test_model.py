@@ -24,6 +24,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import (Bundle, RuleBasedStateMachine, initialize, invariant, multiple,
                                  precondition, rule)
 
+from conftest import formatted
 from engines import open_engine
 from metaserver.errors import FsError
 from metaserver.fsck import fsck
@@ -173,8 +174,8 @@ class NamespaceMachine(RuleBasedStateMachine):
         # RocksDB without fsync: restarts here are clean (crashes are test_crash's job),
         # and a sync per step would make most of the run waiting for the disk.
         self.url = f"rocksdb+unsafe-nosync://{self.tmp}/db" if self.persistent else "memory://"
-        self.engine = open_engine(self.url)
-        self.pair = Pair(Runner(self.engine))
+        self.engine = open_engine(self.url, create=True)
+        self.pair = Pair(Runner(formatted(self.engine)))
 
     def teardown(self) -> None:
         self.engine.close()
@@ -391,7 +392,7 @@ def _listing(r: Runner) -> list[tuple[bytes, int, int]]:
 @pytest.mark.parametrize("engine", ["memory", "rocksdb"], indirect=True)
 @pytest.mark.parametrize("op", IDEMPOTENT_CASES)
 def test_request_id_returns_first_result_and_applies_once(engine, op):
-    r = Runner(engine)
+    r = Runner(formatted(engine))
     files, kwargs, between = IDEMPOTENT_CASES[op]
     made = {name: r.call("mknod", parent=ROOT_INO, name=name).ino for name in files}
     kwargs = {k: made[v] if k == "ino" else v for k, v in kwargs.items()}
@@ -437,7 +438,7 @@ ORDER_CASES = {
 def test_errno_order_like_linux(case):
     """The model says Linux's errno for the case, and the service agrees with it."""
     paths, op, kwargs, linux_errno = ORDER_CASES[case]
-    pair = Pair(Runner(open_engine("memory://")))
+    pair = Pair(Runner(formatted(open_engine("memory://"))))
     for path in paths:
         parent, _, name = path.rstrip("/").rpartition("/")
         pair.check("mkdir" if path.endswith("/") else "mknod",

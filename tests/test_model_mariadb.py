@@ -12,6 +12,7 @@ import pytest
 from hypothesis import settings
 from hypothesis.stateful import RuleBasedStateMachine
 
+from conftest import formatted
 from engines import open_engine
 from metaserver.runner import Runner
 
@@ -27,8 +28,8 @@ class MariaDBMachine(model.NamespaceMachine):
         RuleBasedStateMachine.__init__(self)
         self.tmp = None
         self.url = self.server.new_database()
-        self.engine = open_engine(self.url)
-        self.pair = model.Pair(Runner(self.engine))
+        self.engine = open_engine(self.url, create=True)
+        self.pair = model.Pair(Runner(formatted(self.engine)))
 
     def teardown(self) -> None:
         super().teardown()

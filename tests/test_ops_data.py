@@ -14,14 +14,14 @@ from metaserver.runner import Runner
 from metaserver.schema import ChangeHeader, decode_change_header
 from metaserver.types import CHUNK_SIZE, FileType, SetAttrMask, Slice
 
-from conftest import engine_url
+from conftest import engine_url, formatted
 
 
 @pytest.fixture(params=["memory", "rocksdb"])
 def runner(request, tmp_path):
     from engines import open_engine
-    eng = open_engine(engine_url(request.param, tmp_path))
-    yield Runner(eng, dir_mtime_skip_ns=0)
+    eng = open_engine(engine_url(request.param, tmp_path), create=True)
+    yield Runner(formatted(eng), dir_mtime_skip_ns=0)
     eng.close()
 
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import pytest
 import test_fsck
 
+from conftest import formatted
 from engines import open_engine
 from metaserver import schema
 from metaserver.fsck import fsck
@@ -155,7 +156,7 @@ def exercise(runner: Runner) -> None:
 
 
 def corrupted(engine, *cases: str) -> Tree:
-    t = build(Runner(engine))
+    t = build(Runner(formatted(engine)))
     for case in cases:
         with Raw(engine) as raw:
             CORRUPTIONS[case][0](raw, t)
@@ -218,7 +219,7 @@ def test_a_cycle_is_cut_at_its_lowest_directory(engine):
 
 @LOCAL_ENGINES
 def test_an_existing_lost_found_is_used_and_a_file_there_is_not(engine):
-    runner = Runner(engine)
+    runner = Runner(formatted(engine))
     t = build(runner)
     runner.call("mknod", parent=ROOT_INO, name=LOST_FOUND)
     with Raw(engine) as raw:
@@ -236,7 +237,7 @@ def test_an_existing_lost_found_is_used_and_a_file_there_is_not(engine):
 
 @LOCAL_ENGINES
 def test_what_is_not_safe_to_fix_is_left_and_said(engine):
-    t = build(Runner(engine))
+    t = build(Runner(formatted(engine)))
     with Raw(engine) as raw:
         raw.key(schema.symlink_key(t.s))
     summary = repair(engine, fsck(engine))
@@ -250,12 +251,13 @@ def metactl(*args: str) -> subprocess.CompletedProcess:
 
 def test_metactl_fsck_and_repair(tmp_path):
     url = f"rocksdb://{tmp_path}/db"
-    engine = open_engine(url)
+    engine = open_engine(url, create=True)
     corrupted(engine, "file nlink")
     engine.close()              # RocksDB admits one process
 
-    clean = metactl("fsck", "--meta-url", f"rocksdb://{tmp_path}/other")
-    assert clean.returncode == 1 and "root ino=1: missing" in clean.stdout   # empty engine
+    missing = metactl("fsck", "--meta-url", f"rocksdb://{tmp_path}/other")
+    assert missing.returncode == 1 and "no metaserver namespace at" in missing.stderr
+    assert not (tmp_path / "other").exists()
     found = metactl("fsck", "--meta-url", url)
     assert found.returncode == 1 and found.stderr == ""
     assert found.stdout.splitlines()[1].startswith("  nlink ino=")

@@ -10,6 +10,7 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from conftest import formatted
 from engines import open_engine
 from metaserver.runner import Runner
 from metaserver.service import BATCH_INDEX_KEY, ERRNO_KEY, ServerConfig, start
@@ -428,7 +429,7 @@ def test_codec_file_type_values_equal_proto_enum():
 @pytest.fixture
 def runner():
     engine = open_engine("memory://")
-    yield Runner(engine)
+    yield Runner(formatted(engine))
     engine.close()
 
 

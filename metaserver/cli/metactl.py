@@ -31,6 +31,8 @@ from metaserver.dump import DumpError, TargetNotEmpty, dump, load
 from metaserver.errors import FsError
 from metaserver.fsck import fsck
 from metaserver.repair import repair
+from metaserver.runner import open_namespace
+from metaserver.service.config import META_URL_ENV
 from metaserver.types import Attr, Entry, FileType
 from metaserver.v1 import replication_pb2 as rpb
 from metaserver.v1 import replication_pb2_grpc
@@ -415,8 +417,7 @@ _ENGINE_HELP = ("Engine URL: rocksdb:///path (its server stopped: RocksDB admits
 
 
 def _meta_url() -> str:
-    return typer.Option(..., "--meta-url", envvar="METASERVER_META_URL", metavar="URL",
-                        help=_ENGINE_HELP)
+    return typer.Option(..., "--meta-url", envvar=META_URL_ENV, metavar="URL", help=_ENGINE_HELP)
 
 
 @contextmanager
@@ -436,8 +437,10 @@ def _reporting(url: str, file: str = "") -> Iterator[None]:
 
 
 @contextmanager
-def _opened(url: str) -> Iterator[Engine]:
-    engine = open_engine(url)
+def _opened(url: str, *, formatted: bool = True) -> Iterator[Engine]:
+    """The engine at `url`, holding a formatted namespace (NotFormatted if not, and
+    nothing is created); with formatted=False, an engine to fill (created if missing)."""
+    engine = open_namespace(url) if formatted else open_engine(url, create=True)
     try:
         yield engine
     finally:
@@ -484,7 +487,8 @@ def load_command(file: str = typer.Argument(..., help="A dump; - for standard in
     damage stops the load where it is found, and that target is to be
     discarded. Prints one line: keys, bytes, seconds, the source's change
     sequence and this engine's."""
-    with _reporting(meta_url, file), _file(file, "rb") as src, _opened(meta_url) as engine:
+    with _reporting(meta_url, file), _file(file, "rb") as src, \
+            _opened(meta_url, formatted=False) as engine:
         summary = load(engine, src)
     typer.echo(str(summary))
 

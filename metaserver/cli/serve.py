@@ -1,7 +1,9 @@
-"""The `metaserver` command: `metaserver serve [flags]` runs the gRPC server.
+"""The `metaserver` command: `metaserver format` makes a new namespace at an engine URL,
+once; `metaserver serve [flags]` runs the gRPC server on a formatted one.
 
-Flags override the TOML file given with --config. Every failure to start is one line
-on stderr and a non-zero exit status, never a traceback or a usage screen.
+Flags override the TOML file given with --config, which overrides METASERVER_META_URL.
+Every failure is one line on stderr and a non-zero exit status, never a traceback or a
+usage screen.
 """
 
 from __future__ import annotations
@@ -11,9 +13,14 @@ import sys
 
 import typer
 
+from engines import is_ephemeral, open_engine, redact_url
+from engines.contract import EngineError
 from metaserver import __version__
-from metaserver.service import ConfigError, load_config, serve
+from metaserver.errors import FsError
+from metaserver.runner import format_namespace
+from metaserver.service import ConfigError, ServerConfig, load_config, serve
 
+EXIT_FAILED = 1
 EXIT_USAGE = 2
 
 app = typer.Typer(add_completion=False,
@@ -33,27 +40,80 @@ def _root(version: bool = typer.Option(False, "--version", is_eager=True,
     """Transactional metadata engine for distributed file systems."""
 
 
+def _meta_url_option():
+    return typer.Option(None, "--meta-url", metavar="URL",
+                        help="Engine URL, e.g. rocksdb:///var/lib/metaserver or memory:// "
+                        "(default: $METASERVER_META_URL, else rocksdb://DATA_DIR).")
+
+
+def _config_option():
+    return typer.Option(None, "--config", help="TOML file of server settings.")
+
+
+def _data_dir_option():
+    return typer.Option(None, "--data-dir", help="Data directory of the default RocksDB engine.")
+
+
+def _configured(path: str | None, **overrides) -> ServerConfig:
+    try:
+        return load_config(path, **overrides)
+    except ConfigError as exc:
+        typer.echo(f"metaserver: {exc}", err=True)
+        raise typer.Exit(EXIT_USAGE) from None
+
+
+@app.command("format")
+def format_command(meta_url: str | None = _meta_url_option(),
+                   config: str | None = _config_option(),
+                   data_dir: str | None = _data_dir_option()) -> None:
+    """Make a new, empty namespace at the engine URL, for `metaserver serve`.
+
+    Only an empty store is formatted (a missing one is created): a namespace,
+    or any data, already there is refused and left as it is."""
+    url = _configured(config, meta_url=meta_url, data_dir=data_dir).meta_url
+    shown = redact_url(url)
+    if is_ephemeral(url):
+        typer.echo(f"metaserver: {shown}: nothing to format: a memory:// namespace lives in "
+                   "one process (serve formats it as it starts)", err=True)
+        raise typer.Exit(EXIT_FAILED)
+    try:
+        engine = open_engine(url, create=True)
+        try:
+            format_namespace(engine)
+        finally:
+            engine.close()
+    except FsError as exc:
+        _fail(shown, exc.message)
+    except EngineError as exc:
+        _fail(shown, str(exc))
+    except OSError as exc:
+        _fail(shown, exc.strerror or str(exc))
+    typer.echo(f"formatted {shown}")
+
+
+def _fail(what: str, why: str) -> None:
+    typer.echo(f"metaserver: {what}: {why}", err=True)
+    raise typer.Exit(EXIT_FAILED)
+
+
 @app.command("serve")
 def serve_command(
-    meta_url: str | None = typer.Option(
-        None, "--meta-url", help="Engine URL, e.g. rocksdb:///var/lib/metaserver or memory://"),
+    meta_url: str | None = _meta_url_option(),
     listen: str | None = typer.Option(None, "--listen", help="HOST:PORT to serve on."),
-    config: str | None = typer.Option(None, "--config", help="TOML file of server settings."),
-    data_dir: str | None = typer.Option(
-        None, "--data-dir", help="Data directory of the default RocksDB engine."),
+    config: str | None = _config_option(),
+    data_dir: str | None = _data_dir_option(),
     metrics_listen: str | None = typer.Option(
         None, "--metrics-listen", help="HOST:PORT to serve Prometheus /metrics on."),
     follow: str | None = typer.Option(
         None, "--follow", help="HOST:PORT of a primary: serve as its read-only follower "
         "(writes are forwarded to it)."),
 ) -> None:
-    """Serve the metadata API over gRPC until SIGTERM or SIGINT."""
-    try:
-        server_config = load_config(config, meta_url=meta_url, listen=listen, data_dir=data_dir,
-                                    metrics_listen=metrics_listen, follow=follow)
-    except ConfigError as exc:
-        typer.echo(f"metaserver: {exc}", err=True)
-        raise typer.Exit(EXIT_USAGE) from None
+    """Serve the metadata API over gRPC until SIGTERM or SIGINT.
+
+    The namespace must have been formatted (`metaserver format`), except for a
+    follower, which gets its namespace from the primary, and memory://."""
+    server_config = _configured(config, meta_url=meta_url, listen=listen, data_dir=data_dir,
+                                metrics_listen=metrics_listen, follow=follow)
     raise typer.Exit(serve(server_config))
 
 

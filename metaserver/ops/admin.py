@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import errno
 
+from engines.contract import ENGINE_RESERVED_PREFIX
 from metaserver import schema
 from metaserver.errors import FsError
 from metaserver.ops.metatx import MetaTx
@@ -13,20 +14,19 @@ from metaserver.types import ROOT_INO, Attr, FileType, StatFs
 ID_COUNTERS = ("nextInode",)
 
 
-def init_root(tx: MetaTx, *, mode: int = 0o755) -> bool:
-    """Create the root directory and format marker if absent; True if it created them."""
-    fmt = tx.txn.get(schema.counter_key("format"))
-    if fmt is not None:
-        if schema.decode_i64(fmt) != schema.FORMAT_VERSION:
-            raise FsError(errno.EPROTO, f"data format {schema.decode_i64(fmt)} is not "
-                          f"{schema.FORMAT_VERSION}: this metaserver cannot use it")
-        return False
+def init_root(tx: MetaTx, *, mode: int = 0o755) -> None:
+    """Format an empty namespace: the root directory and the format marker. Refuses
+    (EEXIST) a namespace that holds anything: formatting never overwrites data."""
+    if tx.txn.get(schema.counter_key("format")) is not None:
+        raise FsError(errno.EEXIST, "already formatted: formatting never overwrites a namespace")
+    for key, _ in tx.txn.scan(b"", ENGINE_RESERVED_PREFIX, limit=1):
+        raise FsError(errno.EEXIST, f"holds keys but no format marker (first key {key[:40]!r}): "
+                      "formatting never overwrites data")
     tx.txn.put(schema.counter_key("format"), schema.encode_i64(schema.FORMAT_VERSION))
     tx.txn.put(schema.counter_key("nextInode"), schema.encode_i64(ROOT_INO + 1))
     now = tx.now
     tx.put_attr(Attr(ROOT_INO, FileType.DIRECTORY, mode, 0, 0, now, now, now, 2, 0, 0, ROOT_INO))
     tx.account(0, 1)
-    return True
 
 
 def reserve_ids(tx: MetaTx, *, counter: str, count: int) -> int:

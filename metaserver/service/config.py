@@ -1,4 +1,7 @@
-"""Server configuration: one dataclass, loadable from TOML, overridable by flags."""
+"""Server configuration: one dataclass, loadable from TOML, overridable by flags.
+
+Precedence: flags, then the config file, then the environment (META_URL_ENV, which
+metactl reads too), then the defaults."""
 
 from __future__ import annotations
 
@@ -8,7 +11,11 @@ import tomllib
 from dataclasses import dataclass
 from typing import Any
 
+from engines import BadEngineUrl, check_engine_url, redact_url
+
 DEFAULT_DATA_DIR = "./metaserver-data"
+# The engine URL when neither a flag nor the config file gives one (metactl reads it too).
+META_URL_ENV = "METASERVER_META_URL"
 
 
 class ConfigError(ValueError):
@@ -40,6 +47,10 @@ class ServerConfig:
         self.data_dir = os.path.abspath(self.data_dir)
         if not self.meta_url:
             self.meta_url = f"rocksdb://{self.data_dir}"
+        try:
+            check_engine_url(self.meta_url)
+        except BadEngineUrl as exc:
+            raise ConfigError(f"meta_url {redact_url(self.meta_url)}: {exc}") from None
         if not _is_host_port(self.listen):
             raise ConfigError(f"listen must be HOST:PORT, not {self.listen!r}")
         if self.follow and not _is_host_port(self.follow):
@@ -66,7 +77,8 @@ _TYPES: dict[str, type | tuple[type, ...]] = {"str": str, "int": int, "float": (
 def load_config(path: str | None = None, **overrides: Any) -> ServerConfig:
     """The configuration from TOML file `path` (keys are field names), with the
     overrides that are not None on top. A data_dir override without a meta_url override
-    also replaces the file's meta_url: the data directory given last wins."""
+    also replaces the file's meta_url: the data directory given last wins. When neither
+    gives an engine, META_URL_ENV does (if set and not empty)."""
     values: dict[str, Any] = {}
     if path is not None:
         try:
@@ -82,6 +94,9 @@ def load_config(path: str | None = None, **overrides: Any) -> ServerConfig:
     if "data_dir" in given:
         values.pop("meta_url", None)
     values.update(given)
+    # Empty counts as unset, as for metactl's options (click ignores an empty variable).
+    if "meta_url" not in values and "data_dir" not in values and os.environ.get(META_URL_ENV):
+        values["meta_url"] = os.environ[META_URL_ENV]
     known = {f.name for f in dataclasses.fields(ServerConfig)}
     unknown = sorted(set(values) - known)
     if unknown:

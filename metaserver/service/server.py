@@ -20,7 +20,7 @@ from engines import open_engine
 from engines.contract import Engine, EngineError
 from metaserver import __version__
 from metaserver.errors import FsError
-from metaserver.runner import Runner
+from metaserver.runner import Runner, open_namespace
 from metaserver.service.codec import SERVICE, Codec
 from metaserver.service.config import ServerConfig
 from metaserver.service.maintenance import Maintenance
@@ -98,14 +98,16 @@ BOOTSTRAP_TIMEOUT_S = 600
 
 def _open_runner(config: ServerConfig) -> tuple[Runner, Follower | None]:
     try:
-        engine = open_engine(config.meta_url)
+        # A follower's bootstrap fills a new local store; a primary needs a formatted one.
+        engine = open_engine(config.meta_url, create=True) if config.follow \
+            else open_namespace(config.meta_url)
     except (EngineError, OSError) as exc:
         raise StartError(f"cannot open metadata engine {describe_engine(config.meta_url)}: "
                          f"{exc}") from exc
     follower = None
     try:
         if config.follow:
-            # Before the Runner: it would format an empty engine the snapshot must fill.
+            # Before the Runner: it needs the namespace the snapshot brings.
             follower = Follower(engine, config.follow, changelog_keep=config.changelog_keep)
             if follower.position is None:
                 follower.bootstrap(timeout=BOOTSTRAP_TIMEOUT_S)
