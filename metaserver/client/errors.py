@@ -63,6 +63,11 @@ def from_rpc_error(exc: grpc.RpcError, address: str,
     trailers = dict(exc.trailing_metadata() or ())
     message = exc.details() or ""
     if ERRNO_KEY not in trailers:
+        if exc.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and "larger than max" in message:
+            # gRPC's own message size limit (ours or the server's): the call, not the
+            # server, is at fault, so this is not the metaserver's ENOSPC.
+            return oserror(errno.E2BIG, f"message over the gRPC size limit ({message})",
+                           subjects[0] if len(subjects) == 1 else None)
         code = _ERRNO_OF_CODE.get(exc.code(), errno.EIO)
         if exc.code() == grpc.StatusCode.UNAVAILABLE and "connect" in message.lower():
             code = errno.ECONNREFUSED

@@ -1,4 +1,4 @@
-"""Operations that add a name: mknod (create), mkdir, symlink, link."""
+"""Operations that add a name: create, mknod, mkdir, symlink, link."""
 
 from __future__ import annotations
 
@@ -26,6 +26,14 @@ def mknod(tx: MetaTx, *, parent: int, name: bytes, type: FileType = FileType.REG
     tx.put_dentry(parent, name, type, a.ino)
     tx.touch_dir(pattr)
     return Entry(name, a.ino, type, a)
+
+
+def create(tx: MetaTx, *, parent: int, name: bytes, mode: int = 0o644, uid: int = 0,
+           gid: int = 0) -> Entry:
+    """A regular file. An operation of its own, not mknod's, because a request id is
+    bound to its operation's name: a Create's id replayed by a Mknod (a FIFO, say) must
+    be refused, not answered with the regular file."""
+    return mknod(tx, parent=parent, name=name, mode=mode, uid=uid, gid=gid)
 
 
 def mkdir(tx: MetaTx, *, parent: int, name: bytes, mode: int = 0o755, uid: int = 0,

@@ -1,9 +1,10 @@
 """Proto <-> domain conversion for every operation, driven by one table.
 
 Each Operation oneof field of the API is one row of OPERATIONS: the RPC taking the same
-request message, the op in OPS it runs, and the reply it builds. Request fields are the
-op's keyword parameters by name and reply fields are the result's attributes by name,
-so rows only spell out where the wire and the op differ (see _WIRE_DIFFERENCES).
+request message, the op of the same name in OPS it runs, and the reply it builds.
+Request fields are the op's keyword parameters by name and reply fields are the
+result's attributes by name, so rows only spell out where the wire and the op differ
+(see _WIRE_DIFFERENCES).
 Malformed input is rejected here, with EINVAL, before anything runs.
 """
 
@@ -17,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
-from google.protobuf.message import Message
+from google.protobuf.message import DecodeError, Message
 from google.protobuf.message_factory import GetMessageClass
 
 from metaserver.errors import BatchError, FsError
@@ -50,7 +51,6 @@ class Operation:
     request: type[Message]
     reply: type[Message]
     result_field: str                   # the OperationResult oneof field of its reply
-    fixed: Mapping[str, Any] = field(default_factory=dict)         # kwargs not on the wire
     zero_means: Mapping[str, Any] = field(default_factory=dict)    # unset (0) -> default
     from_server: tuple[str, ...] = ()   # kwargs the server's configuration supplies
     # Reply fields from a result that is not a dataclass with the reply's field names.
@@ -66,7 +66,6 @@ class Call(NamedTuple):
 
 # Where a wire operation is not simply "the op of the same name, fields as kwargs".
 _WIRE_DIFFERENCES: dict[str, dict[str, Any]] = {
-    "create": dict(op="mknod", fixed={"type": FileType.REGULAR}),
     "readdir": dict(zero_means={"limit": DEFAULT_READDIR_LIMIT}),
     "statfs": dict(from_server=("total_bytes", "total_inodes")),
     "alloc_slice_ids": dict(shape=lambda first, kwargs: {"first": first, "count": kwargs["count"]}),
@@ -80,14 +79,13 @@ def _build_table() -> dict[str, Operation]:
     table = {}
     for wire in pb.Operation.DESCRIPTOR.oneofs_by_name["op"].fields:
         method = methods_by_request[wire.message_type.full_name]
-        differences = dict(_WIRE_DIFFERENCES.get(wire.name, {}))
-        op = differences.pop("op", wire.name)
-        if op not in OPS:
-            raise RuntimeError(f"Operation field {wire.name!r} names no operation {op!r}")
+        if wire.name not in OPS:
+            raise RuntimeError(f"Operation field {wire.name!r} names no operation")
         table[wire.name] = Operation(
-            oneof_field=wire.name, rpc=method.name, op=op,
+            oneof_field=wire.name, rpc=method.name, op=wire.name,
             request=GetMessageClass(method.input_type), reply=GetMessageClass(method.output_type),
-            result_field=result_fields[method.output_type.full_name], **differences)
+            result_field=result_fields[method.output_type.full_name],
+            **_WIRE_DIFFERENCES.get(wire.name, {}))
     uncovered = {m.name for m in SERVICE.methods} - NON_OPERATION_RPCS \
         - {spec.rpc for spec in table.values()}
     if uncovered:
@@ -168,6 +166,22 @@ def to_message(value: Any, cls: type[Message]) -> Message:
     return cls(**kwargs)
 
 
+class Undecodable(NamedTuple):
+    """Request bytes that are not the RPC's message (the handler answers EINVAL)."""
+    reason: str
+
+
+def request_decoder(cls: type[Message]) -> Callable[[bytes], Message | Undecodable]:
+    """gRPC's request deserializer for `cls`. It returns Undecodable rather than raise:
+    gRPC would answer a raise with INTERNAL and no errno, before any handler runs."""
+    def decode(data: bytes) -> Message | Undecodable:
+        try:
+            return cls.FromString(data)
+        except DecodeError as exc:
+            return Undecodable(f"request is not a valid {cls.DESCRIPTOR.full_name}: {exc}")
+    return decode
+
+
 def check_request_id(request_id: bytes) -> bytes:
     if len(request_id) > MAX_REQUEST_ID:
         raise FsError(errno.EINVAL, f"request id longer than {MAX_REQUEST_ID} bytes")
@@ -195,7 +209,6 @@ class Codec:
                 kwargs[fd.name] = _value_from_wire(fd, value)
         for name, default in spec.zero_means.items():
             kwargs[name] = kwargs[name] or default
-        kwargs.update(spec.fixed)
         kwargs.update({name: self._server_kwargs[name] for name in spec.from_server})
         return Call(spec, request_id, kwargs)
 

@@ -25,9 +25,8 @@ from metaserver.service.codec import SERVICE, Codec
 from metaserver.service.config import ServerConfig
 from metaserver.service.maintenance import Maintenance
 from metaserver.service.replication import Follower, Node, ReplicationServicer
-from metaserver.service.servicer import MetadataServicer
-from metaserver.v1 import metadata_pb2_grpc as pb_grpc
-from metaserver.v1 import replication_pb2, replication_pb2_grpc
+from metaserver.service.servicer import MetadataServicer, add_service
+from metaserver.v1 import replication_pb2
 
 log = logging.getLogger("metaserver")
 
@@ -168,8 +167,9 @@ def start(config: ServerConfig) -> RunningServer:
     node = Node(runner.engine, follower, on_promote=maintenance.start)
     servicer = MetadataServicer(runner, Codec(total_bytes=config.total_bytes,
                                               total_inodes=config.total_inodes), node)
-    pb_grpc.add_MetadataServicer_to_server(servicer, server)
-    replication_pb2_grpc.add_ReplicationServicer_to_server(ReplicationServicer(node), server)
+    add_service(server, SERVICE, servicer)
+    add_service(server, replication_pb2.DESCRIPTOR.services_by_name["Replication"],
+                ReplicationServicer(node))
     health_servicer = health.HealthServicer(experimental_non_blocking=True)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(

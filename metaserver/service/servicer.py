@@ -1,20 +1,25 @@
 """The Metadata gRPC servicer: decode, run on the Runner, encode; nothing else.
 
 The unary handlers are made from the codec's table, one per operation; Batch and Echo
-are the only handlers written out. Errors leave through service.errors.
+are the only handlers written out. Errors leave through service.errors. `add_service`
+registers a servicer (this one or Replication's) so that undecodable request bytes get
+EINVAL like any other bad input.
 """
 
 from __future__ import annotations
 
+import errno
 import functools
 from collections.abc import Callable
 
 import grpc
+from google.protobuf.descriptor import ServiceDescriptor
+from google.protobuf.message_factory import GetMessageClass
 
 from metaserver.errors import FsError
 from metaserver.ops import OPS
 from metaserver.runner import Runner
-from metaserver.service.codec import OPERATIONS, Codec, Operation
+from metaserver.service.codec import OPERATIONS, Codec, Operation, Undecodable, request_decoder
 from metaserver.service.errors import abort_internal, abort_with
 from metaserver.service.replication import Node
 from metaserver.v1 import metadata_pb2 as pb
@@ -33,6 +38,34 @@ def _reporting_errors(method: str, handler: Handler) -> Handler:
         except Exception:
             abort_internal(context, method)
     return wrapped
+
+
+def _refusing_undecodable(handler: Handler) -> Handler:
+    @functools.wraps(handler)
+    def wrapped(request, context: grpc.ServicerContext):
+        if isinstance(request, Undecodable):
+            abort_with(context, FsError(errno.EINVAL, request.reason))
+        return handler(request, context)
+    return wrapped
+
+
+# (client streaming, server streaming) -> how gRPC wraps such a method's handler
+_HANDLER_KINDS = {(False, False): grpc.unary_unary_rpc_method_handler,
+                  (False, True): grpc.unary_stream_rpc_method_handler}
+
+
+def add_service(server: grpc.Server, service: ServiceDescriptor, servicer: object) -> None:
+    """Serve `service` with `servicer`'s methods of the same names: what the generated
+    add_*Servicer_to_server does, with request_decoder as the deserializer."""
+    handlers = {}
+    for method in service.methods:
+        kind = _HANDLER_KINDS[method.client_streaming, method.server_streaming]
+        handlers[method.name] = kind(
+            _refusing_undecodable(getattr(servicer, method.name)),
+            request_deserializer=request_decoder(GetMessageClass(method.input_type)),
+            response_serializer=GetMessageClass(method.output_type).SerializeToString)
+    server.add_generic_rpc_handlers(
+        (grpc.method_handlers_generic_handler(service.full_name, handlers),))
 
 
 class MetadataServicer:
