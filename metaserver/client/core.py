@@ -2,7 +2,8 @@
 
 Every mutation carries a request id (8 random bytes naming this client + an 8-byte
 big-endian counter). A transient failure is retried with the very same request, so
-the server replays the first outcome instead of applying the mutation twice.
+the server replays the first outcome instead of applying the mutation twice. Every
+call also carries the client's session (metaserver.client.session).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import tenacity
 
 from metaserver.client import errors, wire
 from metaserver.client.operations import Name, Operations
+from metaserver.client.session import SessionTimeout, SessionToken, SessionTracker
 from metaserver.types import ROOT_INO, Entry, FileType
 from metaserver.v1 import metadata_pb2 as pb
 from metaserver.v1 import metadata_pb2_grpc as pb_grpc
@@ -63,14 +65,32 @@ class RetryPolicy:
 
 class Client(Operations):
     """A metaserver at `address` ("host:port"). Errors are OSError subclasses with
-    `.errno` set; `timeout` bounds each attempt of each call, in seconds."""
+    `.errno` set; `timeout` bounds each attempt of each call, in seconds.
+
+    Session consistency (`session_consistency`, on by default): every call asks for
+    the newest (epoch, sequence) this client has seen in any reply, `session_token`, so
+    a follower answers only once it has applied that far: the client reads its own
+    writes and its reads never go back in time, whichever servers it talks to (hand
+    the token to another Client, `session_token=` or `advance_session`, to extend the
+    session to it). It costs nothing on a primary or a follower that is caught up; a
+    follower behind waits, within `timeout`, and if that runs out the call fails with
+    SessionTimeout (a TimeoutError, errno ETIMEDOUT, naming the awaited sequence)
+    rather than answer from an older state. Off, a follower answers from whatever it
+    has applied. Either way every call carries the newest epoch seen, which makes a
+    primary that was superseded by a failover refuse writes.
+    """
 
     def __init__(self, address: str, *, timeout: float = 30.0,
                  retry: RetryPolicy = RetryPolicy(),
-                 interceptors: Sequence[grpc.UnaryUnaryClientInterceptor] = ()) -> None:
+                 interceptors: Sequence[grpc.UnaryUnaryClientInterceptor] = (),
+                 session_consistency: bool = True,
+                 session_token: SessionToken | str | None = None) -> None:
         self.address = address
         self.timeout = timeout
         self.retry = retry
+        self._session = SessionTracker(session_consistency)
+        if session_token is not None:
+            self.advance_session(session_token)
         self._channel = grpc.intercept_channel(
             grpc.insecure_channel(address, options=_CHANNEL_OPTIONS), *interceptors)
         self._stub = pb_grpc.MetadataStub(self._channel)
@@ -86,6 +106,21 @@ class Client(Operations):
 
     def __exit__(self, *exc_info) -> None:
         self.close()
+
+    @property
+    def session_token(self) -> SessionToken:
+        """The newest (epoch, sequence) seen in any reply, or given to this client."""
+        return self._session.token
+
+    @property
+    def last_commit(self) -> SessionToken | None:
+        """(epoch, commit sequence) of the newest mutation reply; None before one."""
+        return self._session.last_commit
+
+    def advance_session(self, token: SessionToken | str) -> None:
+        """Extend the session to `token` (a SessionToken or its text, `[EPOCH:]SEQ`):
+        calls from now on see at least that state. Tokens only move forward."""
+        self._session.advance(SessionToken.parse(token) if isinstance(token, str) else token)
 
     def new_request_id(self) -> bytes:
         with self._counter_lock:
@@ -106,11 +141,28 @@ class Client(Operations):
                                      call.mutating, [subject]))
 
     def _rpc(self, rpc: str, request, mutating: bool, subjects: Sequence[bytes | None]):
-        method = getattr(self._stub, rpc)
+        method = getattr(self._stub, rpc).with_call
+        awaited: SessionToken | None = None
+
+        def attempt():
+            nonlocal awaited
+            awaited, headers = self._session.headers()   # anew: a retry sends the newest
+            try:
+                reply, call = method(request, timeout=self.timeout, metadata=headers)
+            except grpc.RpcError as exc:
+                self._session.observe(exc.trailing_metadata())
+                raise
+            self._session.observe(call.trailing_metadata())
+            return reply
         try:
-            return self.retry.run(method, mutating, request, timeout=self.timeout)
+            return self.retry.run(attempt, mutating)
         except grpc.RpcError as exc:
-            raise errors.from_rpc_error(exc, self.address, subjects) from None
+            error = errors.from_rpc_error(exc, self.address, subjects)
+            if awaited is not None and error.errno == errno.ETIMEDOUT and \
+                    errors.answered(exc):
+                error = SessionTimeout(error.strerror, error.filename, awaited,
+                                       error.batch_index)
+            raise error from None
 
     # --- more than one call -------------------------------------------------------------
     def readdir(self, ino: int, *, with_attrs: bool = False,

@@ -41,8 +41,16 @@ TRANSIENT_MUTATION = TRANSIENT | {grpc.StatusCode.DEADLINE_EXCEEDED}
 
 
 def is_transient(exc: BaseException, mutating: bool) -> bool:
-    return isinstance(exc, grpc.RpcError) and \
-        exc.code() in (TRANSIENT_MUTATION if mutating else TRANSIENT)
+    if not isinstance(exc, grpc.RpcError):
+        return False
+    if exc.code() == grpc.StatusCode.DEADLINE_EXCEEDED and answered(exc):
+        return False    # the server's own ETIMEDOUT (a min-seq wait ran out): final
+    return exc.code() in (TRANSIENT_MUTATION if mutating else TRANSIENT)
+
+
+def answered(exc: grpc.RpcError) -> bool:
+    """Whether the metaserver itself failed the call (its errno trailer is there)."""
+    return any(key == ERRNO_KEY for key, _ in exc.trailing_metadata() or ())
 
 
 def oserror(code: int, message: str, subject: bytes | str | None,
