@@ -26,7 +26,7 @@ import typer
 
 from engines import open_engine
 from engines.contract import Engine, EngineError
-from metaserver.client import Client
+from metaserver.client import Client, SessionTimeout, SessionToken
 from metaserver.dump import DumpError, TargetNotEmpty, dump, load
 from metaserver.errors import FsError
 from metaserver.fsck import fsck
@@ -49,11 +49,22 @@ app.add_typer(replication_app, name="replication")
 
 
 class Session:
-    """One command's connection, and the path helpers and error reporting it shares."""
+    """One command's connection, and the path helpers and error reporting it shares.
 
-    def __init__(self, address: str) -> None:
+    `min_seq` is the session token the command's reads must see (--min-seq);
+    `verbose` prints the newest commit of the command to stderr as it ends."""
+
+    def __init__(self, address: str, min_seq: SessionToken | None = None,
+                 verbose: bool = False) -> None:
         self.address = address
-        self.client = Client(address)
+        self.verbose = verbose
+        self.client = Client(address, session_token=min_seq)
+
+    def close(self) -> None:
+        commit = self.client.last_commit
+        if self.verbose and commit is not None:
+            typer.echo(f"commit-seq {commit}", err=True)
+        self.client.close()
 
     @contextmanager
     def reporting(self, path: str) -> Iterator[None]:
@@ -62,6 +73,8 @@ class Session:
             yield
         except BrokenPipeError:  # the reader went away (`metactl ls | head`): click's job
             raise
+        except SessionTimeout as exc:
+            _fail(path, f"{os.strerror(exc.errno)} (waiting for --min-seq {exc.awaited})")
         except OSError as exc:
             # The client names the server address when it could not get an answer.
             _fail(self.address if exc.filename == self.address else path, os.strerror(exc.errno))
@@ -136,13 +149,31 @@ def _name_of(s: Session, entry: Entry, name: str) -> str:
     return name
 
 
+def _session_token(text: str | None) -> SessionToken | None:
+    if text is None:
+        return None
+    try:
+        return SessionToken.parse(text)
+    except ValueError as exc:
+        _fail("--min-seq", str(exc))
+
+
 @app.callback()
 def _root(ctx: typer.Context,
           server: str = typer.Option(DEFAULT_SERVER, "--server", envvar="METASERVER_ADDRESS",
-                                     metavar="HOST:PORT", help="The metaserver to talk to.")):
-    session = Session(server)
+                                     metavar="HOST:PORT", help="The metaserver to talk to."),
+          min_seq: str | None = typer.Option(
+              None, "--min-seq", metavar="[EPOCH:]SEQ", callback=_session_token,
+              help="Read at least this state: a follower waits (within the call's timeout) "
+              "until it has applied sequence SEQ of epoch EPOCH, else fails with ETIMEDOUT. "
+              "Takes what -v printed after a write."),
+          verbose: bool = typer.Option(
+              False, "-v", "--verbose",
+              help="After a command that changed something, print `commit-seq EPOCH:SEQ` "
+              "(its newest commit) to stderr.")):
+    session = Session(server, min_seq, verbose)
     ctx.obj = session
-    ctx.call_on_close(session.client.close)
+    ctx.call_on_close(session.close)
 
 
 @app.command()
