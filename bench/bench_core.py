@@ -32,7 +32,7 @@ import grpc
 from rocksdict import Options, Rdict, WriteBatch, WriteOptions
 
 from engines import open_engine
-from metaserver.runner import Runner
+from metaserver.runner import Runner, format_namespace
 from metaserver.v1 import metadata_pb2 as pb
 from metaserver.v1 import metadata_pb2_grpc as pb_grpc
 
@@ -75,7 +75,9 @@ def in_process(workdir: str, seconds: float) -> dict:
                "raw_create_equivalent_batches_per_s": rate(raw_create_batches, seconds)}
     raw.close()
 
-    runner = Runner(open_engine(f"rocksdb://{os.path.join(workdir, 'ns')}"))
+    engine = open_engine(f"rocksdb://{os.path.join(workdir, 'ns')}", create=True)
+    format_namespace(engine)
+    runner = Runner(engine)
     parent = runner.call("mkdir", b"bench-dir", parent=1, name=b"bench").ino
 
     def creates(r: int) -> int:
@@ -111,6 +113,8 @@ class Server:
             port = s.getsockname()[1]
         self.address = f"127.0.0.1:{port}"
         exe = os.path.join(os.path.dirname(sys.executable), "metaserver")
+        subprocess.run([exe, "format", "--meta-url", f"{SCHEME}://{data_dir}"], check=True,
+                       stdout=subprocess.DEVNULL)
         self.proc = subprocess.Popen([exe, "serve", "--meta-url", f"{SCHEME}://{data_dir}",
                                       "--listen", self.address], stderr=subprocess.DEVNULL)
         self.channel = grpc.insecure_channel(self.address)

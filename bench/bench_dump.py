@@ -26,7 +26,7 @@ import time
 
 from engines import open_engine
 from metaserver.dump import dump, load, verify
-from metaserver.runner import Runner
+from metaserver.runner import Runner, format_namespace
 from metaserver.types import ROOT_INO
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests"))
@@ -38,7 +38,8 @@ BATCH = 256
 
 def build(url: str, files: int, seconds: float) -> int:
     """`files` empty files (fewer if `seconds` run out); returns how many."""
-    engine = open_engine(url)
+    engine = open_engine(url, create=True)
+    format_namespace(engine)
     runner = Runner(engine)
     start, made = time.perf_counter(), 0
     try:
@@ -61,8 +62,9 @@ def timed(fn) -> tuple[float, object]:
 
 
 def on_file(url: str, path: str, mode: str, step):
-    """step(engine, file) with the engine at `url` and `path` open in `mode`."""
-    engine = open_engine(url)
+    """step(engine, file) with the engine at `url` (created for a load) and `path` open
+    in `mode`."""
+    engine = open_engine(url, create=True)
     try:
         with open(path, mode) as file:
             return step(engine, file)

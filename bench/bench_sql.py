@@ -33,7 +33,7 @@ import sqlalchemy as sa
 
 from engines import open_engine
 from metaserver.client import Client
-from metaserver.runner import Runner
+from metaserver.runner import Runner, format_namespace
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests"))
 from mariadb import MariaDB, free_port  # noqa: E402  (the tests' private server)
@@ -120,7 +120,8 @@ class Workload:
 
 
 def in_process(url: str, threads: int, seconds: float) -> dict:
-    engine = open_engine(url)
+    engine = open_engine(url, create=True)
+    format_namespace(engine)
     runner = Runner(engine)
     dirs = [runner.call("mkdir", b"ip%d" % t, parent=1, name=b"ip%d" % t).ino
             for t in range(threads)]
@@ -135,6 +136,7 @@ def in_process(url: str, threads: int, seconds: float) -> dict:
 def over_grpc(url: str, threads: int, seconds: float) -> dict:
     address = f"127.0.0.1:{free_port()}"
     exe = os.path.join(os.path.dirname(sys.executable), "metaserver")
+    subprocess.run([exe, "format", "--meta-url", url], check=True, stdout=subprocess.DEVNULL)
     proc = subprocess.Popen([exe, "serve", "--meta-url", url, "--listen", address],
                             stderr=subprocess.DEVNULL)
     clients = [Client(address) for _ in range(threads)]

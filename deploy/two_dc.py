@@ -21,7 +21,7 @@ import tempfile
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
-from conftest import free_port  # noqa: E402
+from conftest import format_url, free_port  # noqa: E402
 from replication_helpers import ServerProcess  # noqa: E402
 
 
@@ -35,7 +35,7 @@ def main() -> None:
     if not url:
         from mariadb import MariaDB
         mariadb = MariaDB()
-        url = mariadb.new_database()
+        url = format_url(mariadb.new_database())
     proxy_port, control = free_port(), free_port()
     started = []
     try:

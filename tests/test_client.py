@@ -16,7 +16,7 @@ from metaserver.service.server import start
 from metaserver.types import (ROOT_INO, Attr, CompactResult, DirPage, Entry, FileType,
                               RenameFlags, Slice, StatFs, XattrFlags)
 
-from conftest import free_port
+from conftest import format_url, free_port
 
 FAST_RETRY = RetryPolicy(attempts=3, total_seconds=5, initial_backoff=0.001, max_backoff=0.01)
 
@@ -327,7 +327,7 @@ def test_unreachable_server_fails_with_oserror():
 
 
 def test_rocksdb_server_keeps_the_namespace(tmp_path):
-    config = ServerConfig(meta_url=f"rocksdb://{tmp_path}/db", listen="127.0.0.1:0")
+    config = ServerConfig(meta_url=format_url(f"rocksdb://{tmp_path}/db"), listen="127.0.0.1:0")
     srv = start(config)
     try:
         with Client(srv.address) as c:

@@ -15,7 +15,7 @@ import pytest
 from metaserver.v1 import metadata_pb2 as pb
 from metaserver.v1 import metadata_pb2_grpc as pb_grpc
 
-from conftest import free_port
+from conftest import format_url, free_port
 
 pytestmark = pytest.mark.timeout(180)
 ROOT = 1
@@ -47,6 +47,7 @@ class ServerProcess:
 
 
 def test_acknowledged_creates_survive_kill_9(tmp_path):
+    format_url(f"rocksdb://{tmp_path / 'db'}")
     server = ServerProcess(str(tmp_path / "db"))
     top = server.stub.Mkdir(pb.MkdirRequest(request_id=b"top", parent=ROOT, name=b"load",
                                             mode=0o755))

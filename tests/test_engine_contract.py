@@ -172,7 +172,7 @@ def test_concurrent_increments_are_serializable(engine):
 def test_rocksdb_persists_across_reopen(tmp_path):
     from engines import open_engine
     url = f"rocksdb://{tmp_path}/db"
-    eng = open_engine(url)
+    eng = open_engine(url, create=True)
     put_all(eng, {b"a": b"1"})
     seq = eng.last_seq()
     eng.close()

@@ -11,7 +11,7 @@ import sys
 import grpc
 import pytest
 
-from conftest import free_port
+from conftest import format_url, free_port
 from engines import changelog, open_engine
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))   # jepsen/
 from jepsen.faultproxy import FaultProxy  # noqa: E402
@@ -134,7 +134,7 @@ def test_link_faults_forwarded_writes_and_request_id_retry(primary):
 
 
 def test_primary_down_writes_fail_fast_reads_work(tmp_path):
-    primary = ServerProcess(f"rocksdb://{tmp_path}/primary").start()
+    primary = ServerProcess(format_url(f"rocksdb://{tmp_path}/primary")).start()
     follower = ServerProcess(f"rocksdb://{tmp_path}/follower", follow=primary.address).start()
     try:
         with Client(primary.address) as c:
@@ -160,7 +160,7 @@ def test_primary_down_writes_fail_fast_reads_work(tmp_path):
 
 
 def test_follower_kill9_restart_applies_exactly_once(tmp_path):
-    primary = ServerProcess(f"rocksdb://{tmp_path}/primary").start()
+    primary = ServerProcess(format_url(f"rocksdb://{tmp_path}/primary")).start()
     follower = ServerProcess(f"rocksdb://{tmp_path}/follower", follow=primary.address)
     try:
         follower.start()
@@ -198,7 +198,7 @@ def _exists(client: Client, name: str) -> bool:
 
 
 def test_promote_fences_the_old_primary_which_rejoins_as_follower(tmp_path):
-    old_url = f"rocksdb://{tmp_path}/old"
+    old_url = format_url(f"rocksdb://{tmp_path}/old")
     old = start(ServerConfig(meta_url=old_url, listen="127.0.0.1:0"))
     new = follower_of(old.address)
     others = []

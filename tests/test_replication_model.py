@@ -18,7 +18,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import free_port, fresh_engine_url
+from conftest import format_url, free_port, fresh_engine_url
 from engines import changelog, open_engine
 from engines.contract import (CHANGELOG_END, ENGINE_RESERVED_PREFIX, TxnConflict,
                               changelog_key)
@@ -140,7 +140,7 @@ def test_sequence_audit_several_writers_on_mariadb(request, tmp_path):
     """Three metaservers write one MariaDB database; a follower of one of them applies
     every record exactly once, in order, and ends equal to the primary."""
     url = fresh_engine_url(request, "mariadb", tmp_path)
-    open_engine(url).close()
+    format_url(url)
     writers = [ServerProcess(url).start() for _ in range(3)]
     follower = ServerProcess(f"rocksdb://{tmp_path}/follower", follow=writers[0].address)
     try:

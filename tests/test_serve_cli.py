@@ -15,6 +15,7 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from conftest import format_url
 from metaserver import __version__
 from metaserver.service import ConfigError, ServerConfig, StartError, load_config, start
 from metaserver.service.server import describe_engine
@@ -129,6 +130,7 @@ def serve_process():
 
 def test_serve_logs_one_line_serves_health_and_exits_on_sigterm(tmp_path, serve_process):
     data = tmp_path / "data"
+    assert run("format", "--data-dir", str(data)).stdout == f"formatted rocksdb://{data}\n"
     server = serve_process("--data-dir", str(data), "--listen", "127.0.0.1:0")
     port, engine, data_path = server.wait_for(SERVING_LINE).groups()
     assert (engine, data_path) == ("rocksdb", str(data))
@@ -146,6 +148,7 @@ def test_serve_logs_one_line_serves_health_and_exits_on_sigterm(tmp_path, serve_
 
 
 def test_engine_that_cannot_open_exits_2_with_one_line(tmp_path):
+    format_url(f"rocksdb://{tmp_path}/data")
     holder = start(ServerConfig(data_dir=str(tmp_path / "data"), listen="127.0.0.1:0"))
     try:    # RocksDB allows one process per data directory
         result = run("serve", "--data-dir", str(tmp_path / "data"), "--listen", "127.0.0.1:0")

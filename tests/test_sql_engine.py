@@ -106,7 +106,7 @@ def write_skew(engine) -> tuple[bool, list]:
 
 @pytest.mark.parametrize("anomaly", [lost_update, write_skew])
 def test_repeatable_read_alone_allows_the_anomaly(server_url, unvalidated, anomaly):
-    engine = open_engine(server_url)
+    engine = open_engine(server_url, create=True)
     try:
         refused, result = anomaly(engine)
     finally:
@@ -117,7 +117,7 @@ def test_repeatable_read_alone_allows_the_anomaly(server_url, unvalidated, anoma
 
 @pytest.mark.parametrize("anomaly", [lost_update, write_skew])
 def test_commit_validation_prevents_the_anomaly(url, anomaly):
-    engine = open_engine(url)
+    engine = open_engine(url, create=True)
     try:
         refused, result = anomaly(engine)
     finally:
@@ -134,7 +134,7 @@ def test_change_log_gap_free_in_commit_order_across_engine_instances(shared_url)
     of their own. Sequences are unique and gap-free, and replaying the change records
     in sequence order rebuilds exactly the stored state: the order is the commit order."""
     writers, commits = 6, 20
-    instances = [open_engine(shared_url) for _ in range(2)]
+    instances = [open_engine(shared_url, create=True) for _ in range(2)]
     engines = [instances[i % 2] for i in range(writers)]
     seqs: list[int] = []
     lock = threading.Lock()
@@ -182,7 +182,7 @@ def test_change_log_gap_free_in_commit_order_across_engine_instances(shared_url)
 
 
 def test_trimmed_records_make_an_old_transaction_conflict(shared_url):
-    engine = open_engine(shared_url)
+    engine = open_engine(shared_url, create=True)
     try:
         old = engine.begin()
         old.get(b"k")
@@ -198,7 +198,7 @@ def test_trimmed_records_make_an_old_transaction_conflict(shared_url):
 
 
 def test_reopen_keeps_data_and_sequence_and_rebuilds_a_missing_sequence_row(url):
-    engine = open_engine(url)
+    engine = open_engine(url, create=True)
     for i in range(3):
         commit_retrying(engine, lambda txn: txn.put(b"k%d" % i, b"v"), time.monotonic() + 30)
     engine.close()
@@ -218,7 +218,7 @@ def test_reopen_keeps_data_and_sequence_and_rebuilds_a_missing_sequence_row(url)
 
 
 def test_directory_listing_is_a_primary_key_range_scan(mariadb_url):
-    engine = open_engine(mariadb_url)
+    engine = open_engine(mariadb_url, create=True)
     try:
         for d in (b"D1/", b"D2/", b"D3/"):
             commit_retrying(engine, lambda txn: [txn.put(d + b"%04d" % i, b"e") for i in range(300)],
@@ -277,7 +277,7 @@ def test_mariadb_killed_and_restarted_under_load(mariadb_server, mariadb_url):
     there, no transaction is half-applied, and the same engine object works again."""
     if not mariadb_server.private:
         pytest.skip("METASERVER_TEST_MYSQL_URL names a server this test must not kill")
-    engine = open_engine(mariadb_url)
+    engine = open_engine(mariadb_url, create=True)
     acked: list[bytes] = []
     errors: list[EngineError] = []
     stop = threading.Event()

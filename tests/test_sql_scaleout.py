@@ -25,7 +25,7 @@ from engines.contract import CHANGELOG_END, CHANGELOG_PREFIX
 from metaserver.client import Client
 from metaserver.fsck import fsck
 
-from conftest import free_port, fresh_engine_url
+from conftest import format_url, free_port, fresh_engine_url
 
 pytestmark = pytest.mark.timeout(240)
 ROOT = 1
@@ -70,7 +70,7 @@ class Server:
 @pytest.fixture
 def servers(request, tmp_path):
     url = fresh_engine_url(request, "mariadb", tmp_path)
-    open_engine(url).close()        # one process creates the table; the rest find it
+    format_url(url)                 # once, before the servers start
     started = [Server(url) for _ in range(SERVERS)]
     try:
         yield url, [s.client() for s in started]

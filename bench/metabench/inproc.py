@@ -6,10 +6,9 @@ from __future__ import annotations
 import itertools
 import os
 
-from engines import open_engine
 from metaserver.client import wire
 from metaserver.client.operations import Operations
-from metaserver.runner import Runner
+from metaserver.runner import Runner, open_namespace
 from metaserver.types import FileType
 
 
@@ -26,7 +25,7 @@ class InprocClient(Operations):
     """Client-shaped access to a Runner over the engine at `url`."""
 
     def __init__(self, url: str) -> None:
-        self.runner = Runner(open_engine(url))
+        self.runner = Runner(open_namespace(url))     # memory:// is formatted; others must be
         self._client_id = os.urandom(8)
         self._counter = itertools.count(1)
 
