@@ -36,11 +36,12 @@ was loaded, and that target is to be discarded (load refuses it from then on).
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import struct
 import time
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import BinaryIO
@@ -48,7 +49,8 @@ from urllib.parse import urlsplit
 
 import tenacity
 
-from engines.contract import ENGINE_RESERVED_PREFIX, RETRYABLE, Engine, EngineError, Txn
+from engines.contract import (CHANGELOG_END, ENGINE_RESERVED_PREFIX, RETRYABLE, Engine,
+                              EngineError, Txn)
 from metaserver import schema
 
 MAGIC = b"\x89MSDUMP\n"
@@ -85,6 +87,7 @@ class DumpInfo:
     created: str
     data_format: int
     compression: str
+    rollback: dict | None = None     # a rollback file's description (metaserver.rollback)
 
 
 @dataclass(frozen=True)
@@ -122,19 +125,24 @@ def _mb(n: int) -> str:
 
 # --- dump ---------------------------------------------------------------------------------
 
-def dump(engine: Engine, out: BinaryIO, *, compress: bool = True) -> DumpSummary:
-    """Write a consistent snapshot of the engine's whole namespace to `out`."""
+def dump(engine: Engine, out: BinaryIO, *, compress: bool = True,
+         rollback: dict | None = None,
+         then: Callable[[], Iterable[tuple[bytes, bytes]]] = tuple) -> DumpSummary:
+    """Write a consistent snapshot of the engine's whole namespace to `out`; a rollback
+    file adds its description and, after the namespace, the pairs `then()` gives (change
+    records, keys under the engine-reserved prefix, ascending)."""
     started = time.monotonic()
     seq, pairs = engine.snapshot_scan(*NAMESPACE)
     try:
         header = _encode_header(DumpInfo(
             seq=seq, source=urlsplit(engine.url).scheme,
             created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            data_format=schema.FORMAT_VERSION, compression="gzip" if compress else "none"))
+            data_format=schema.FORMAT_VERSION, compression="gzip" if compress else "none",
+            rollback=rollback))
         out.write(header)
         body = _BodyWriter(out, compress, hashlib.sha256(header))
         keys = nbytes = 0
-        for key, value in pairs:
+        for key, value in itertools.chain(pairs, _lazily(then)):
             body.add(key, value)
             keys += 1
             nbytes += len(key) + len(value)
@@ -147,10 +155,17 @@ def dump(engine: Engine, out: BinaryIO, *, compress: bool = True) -> DumpSummary
                        time.monotonic() - started)
 
 
+def _lazily(make: Callable[[], Iterable[tuple[bytes, bytes]]]) -> Iterator[tuple[bytes, bytes]]:
+    yield from make()
+
+
 def _encode_header(info: DumpInfo) -> bytes:
-    text = json.dumps({"format": "metaserver-dump", "seq": info.seq, "source": info.source,
-                       "created": info.created, "data_format": info.data_format,
-                       "compression": info.compression}).encode()
+    fields = {"format": "metaserver-dump", "seq": info.seq, "source": info.source,
+              "created": info.created, "data_format": info.data_format,
+              "compression": info.compression}
+    if info.rollback is not None:
+        fields["rollback"] = info.rollback
+    text = json.dumps(fields).encode()
     return _PREAMBLE.pack(MAGIC, VERSION, len(text)) + text
 
 
@@ -223,7 +238,8 @@ class DumpReader:
             self.info = DumpInfo(seq=int(fields["seq"]), source=str(fields["source"]),
                                  created=str(fields["created"]),
                                  data_format=int(fields["data_format"]),
-                                 compression=str(fields["compression"]))
+                                 compression=str(fields["compression"]),
+                                 rollback=fields.get("rollback"))
         except (ValueError, KeyError, TypeError) as exc:
             raise DumpError(f"the dump header is damaged ({exc})") from None
         if self.info.compression not in ("gzip", "none"):
@@ -235,7 +251,8 @@ class DumpReader:
     def records(self) -> Iterator[tuple[bytes, bytes]]:
         last = b""
         for payload in self._blocks():
-            pairs = _parse_block(payload, last)
+            pairs = _parse_block(payload, last, CHANGELOG_END if self.info.rollback
+                                 else ENGINE_RESERVED_PREFIX)
             if pairs is None:
                 raise self._damaged("a block whose records are out of order or overrun it")
             last = pairs[-1][0]
@@ -284,9 +301,11 @@ class DumpReader:
         return DumpError(f"damaged dump after {self.keys} intact keys: {what}")
 
 
-def _parse_block(payload: bytes, last: bytes) -> list[tuple[bytes, bytes]] | None:
+def _parse_block(payload: bytes, last: bytes,
+                 key_end: bytes = ENGINE_RESERVED_PREFIX) -> list[tuple[bytes, bytes]] | None:
     """A block's records, or None unless they fill it exactly, in ascending key order
-    after `last`, below the engine-reserved keys. (The hot loop of load: locals only.)"""
+    after `last`, below `key_end` (the engine-reserved keys; a rollback file's change
+    records go up to the change log's end). (The hot loop of load: locals only.)"""
     unpack, head = _RECORD.unpack_from, _RECORD.size
     pairs = []
     pos, end = 0, len(payload)
@@ -300,7 +319,7 @@ def _parse_block(payload: bytes, last: bytes) -> list[tuple[bytes, bytes]] | Non
             return None
         pairs.append((key, payload[value_start:pos]))
         last = key
-    if pos != end or not pairs or last >= ENGINE_RESERVED_PREFIX:
+    if pos != end or not pairs or last >= key_end:
         return None
     return pairs
 
@@ -379,6 +398,8 @@ def load(engine: Engine, src: BinaryIO) -> LoadSummary:
     batch_bytes = 0
     try:
         for key, value in reader.records():
+            if key.startswith(ENGINE_RESERVED_PREFIX):   # a rollback file's change records
+                continue
             batch.append((key, value))
             batch_bytes += len(key) + len(value)
             if len(batch) >= LOAD_BATCH_KEYS or batch_bytes >= LOAD_BATCH_BYTES:

@@ -1,14 +1,21 @@
-"""Replication's storage side, without gRPC: read the change log for a stream, and apply
-records or a snapshot to a follower's engine with its position in the same transaction.
+"""Replication's storage side, without gRPC: a node's epoch, lineage and position; what a
+node may do when asked to follow a source (stream, bootstrap, roll back, refuse); reading
+the change log for a stream; applying records or a snapshot with the position in the same
+transaction; fencing and promoting.
 
-Keys under the engine-reserved prefix (see metaserver.schema):
+Keys under the engine-reserved prefix (the table is in metaserver.schema):
 
-* `\\xffE` -> epoch:8, fenced:1 on a primary: its epoch (1 when absent); fenced once a
-  follower of a newer epoch has shown it that another node was promoted.
-* `\\xffF` -> epoch:8, seq:8 on a follower: the source epoch and the last source change
+* `\\xffE` -> epoch:8 superseded_by:8: this node's epoch as a primary (1 when absent)
+  and the newer epoch that fenced it. Every mutation reads it in its own transaction
+  (metaserver.runner), so once a fence commits nothing else does: the log's end is final.
+* `\\xffF` -> epoch:8 seq:8 on a follower: the source epoch and the last source change
   record applied. It is written in the same local transaction as the writes of the
   records it counts, so a crash never leaves a record half applied or applied twice.
-  Absent: no consistent state yet (first start, or a bootstrap under way).
+  Absent: no consistent state yet (first start, or a bootstrap under way), or a primary.
+* `\\xffH` epoch:8 -> seq:8, the lineage: the log of that older epoch ended at that
+  sequence in this node's history (a promote at position (E, S) adds E -> S; a
+  bootstrap copies the source's). A node whose own history in epoch E goes past
+  lineage[E] of the node it would follow has records that the new history lacks.
 
 A follower applies whole source records in order; several records may share one local
 transaction (apply rate), which still exposes only states the primary had.
@@ -16,22 +23,24 @@ transaction (apply rate), which still exposes only states the primary had.
 
 from __future__ import annotations
 
+import enum
 import struct
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from engines import changelog
 from engines.contract import (CHANGELOG_END, ENGINE_RESERVED_PREFIX, CommitUnknown, Engine,
                               TxnConflict, changelog_key, changelog_seq)
 from metaserver import schema
+from metaserver.schema import EPOCH_KEY, POSITION_KEY, EpochState
 
-EPOCH_KEY = ENGINE_RESERVED_PREFIX + b"E"
-POSITION_KEY = ENGINE_RESERVED_PREFIX + b"F"
-_EPOCH = struct.Struct(">QB")
 _POSITION = struct.Struct(">QQ")
+_SEQ = struct.Struct(">Q")
 # Change record headers of the follower's own transactions (its local change log).
 APPLY_HEADER = schema.change_header("apply")
 BOOTSTRAP_HEADER = schema.change_header("bootstrap")
+FENCE_HEADER = schema.change_header("fence")
+PROMOTE_HEADER = schema.change_header("promote")
 BOOTSTRAP_BATCH_KEYS = 5000
 _ATTEMPTS = 20
 
@@ -50,20 +59,128 @@ class Position:
     seq: int
 
 
-# --- primary side --------------------------------------------------------------------------
+@dataclass(frozen=True)
+class LocalState:
+    """What a node holds, read in one snapshot."""
+    epoch: EpochState
+    position: Position | None        # a follower's; None for a primary or a blank node
+    lineage: dict[int, int]
+    namespace_id: int | None         # None: not formatted (or formatted before ids)
+    has_namespace: bool
+    last_seq: int
 
-def epoch_of(engine: Engine) -> tuple[int, bool]:
-    """(epoch, fenced) of this node as a primary."""
+    @property
+    def highest_epoch(self) -> int:
+        """The newest epoch this node knows of: it never follows an older one."""
+        return max(self.epoch.epoch, self.epoch.superseded_by,
+                   self.position.epoch if self.position else 0)
+
+
+@dataclass(frozen=True)
+class SourceState:
+    """What a node that might be followed says of itself (its Status)."""
+    role: str
+    epoch: int
+    superseded_by: int
+    lineage: dict[int, int]
+    namespace_id: int | None
+
+
+class Action(enum.Enum):
+    STREAM = "stream"            # continue from the local position
+    BOOTSTRAP = "bootstrap"      # replace the namespace: nothing in it is lost
+    ROLLBACK = "rollback"        # records past the fork: keep them in a rollback file first
+    REFUSE = "refuse"
+
+
+@dataclass(frozen=True)
+class Plan:
+    action: Action
+    reason: str
+    fork: Position | None = None     # where the local history leaves the source's
+    diverged: int = 0                # records after the fork (-1: unknown)
+    primary_records: bool = field(default=False)   # the local log holds them one by one
+
+
+def plan_follow(local: LocalState, source: SourceState) -> Plan:
+    """What a node may do to follow `source`; never loses anything silently."""
+    if source.role != "primary" and source.role != "fenced":
+        return Plan(Action.REFUSE, f"the source is a {source.role}, not a primary")
+    source_epoch = source.epoch
+    if source_epoch < local.highest_epoch:
+        return Plan(Action.REFUSE, f"the source's epoch {source_epoch} is older than this "
+                    f"node's {local.highest_epoch}: it is a stale primary")
+    at = local.position
+    if at is not None and at.epoch == source_epoch:
+        return Plan(Action.STREAM, "following the same epoch")
+    if not local.has_namespace:
+        return Plan(Action.BOOTSTRAP, "this node holds no namespace")
+    if (local.namespace_id is None or source.namespace_id is None
+            or local.namespace_id != source.namespace_id):
+        return Plan(Action.ROLLBACK, "this node holds a namespace the source's history "
+                    "does not include (another namespace, or one formatted without an id)",
+                    diverged=-1)
+    if at is not None:                 # a follower of an older epoch
+        mine, primary_records = at, False
+    elif local.epoch.epoch == source_epoch:
+        return Plan(Action.REFUSE, f"this node was the primary of epoch {source_epoch} "
+                    "itself; the source cannot be of the same epoch")
+    else:                              # a former primary: its own log is its epoch's
+        mine, primary_records = Position(local.epoch.epoch, local.last_seq), True
+    end = source.lineage.get(mine.epoch)
+    if end is None:
+        return Plan(Action.ROLLBACK, f"epoch {mine.epoch} is not in the source's history",
+                    fork=Position(mine.epoch, 0), diverged=-1,
+                    primary_records=primary_records)
+    fork = Position(mine.epoch, min(end, mine.seq))
+    if mine.seq <= end:
+        return Plan(Action.BOOTSTRAP, f"this node's history (epoch {mine.epoch} up to "
+                    f"{mine.seq}) is part of the source's (it ended at {end})", fork=fork)
+    return Plan(Action.ROLLBACK, f"this node holds records {end + 1}..{mine.seq} of epoch "
+                f"{mine.epoch}, after the source's history left it at {end}", fork=fork,
+                diverged=mine.seq - end, primary_records=primary_records)
+
+
+# --- reading a node's state -------------------------------------------------------------
+
+def local_state(engine: Engine) -> LocalState:
+    last = engine.last_seq()
     with engine.snapshot() as txn:
-        value = txn.get(EPOCH_KEY)
-    if value is None:
-        return 1, False
-    epoch, fenced = _EPOCH.unpack(value)
-    return epoch, bool(fenced)
+        epoch, position_raw = txn.get_many([EPOCH_KEY, POSITION_KEY])
+        lineage = {int.from_bytes(k[len(schema.HISTORY_PREFIX):], "big"): _SEQ.unpack(v)[0]
+                   for k, v in txn.scan(schema.HISTORY_PREFIX, schema.HISTORY_END)}
+        ns_id = txn.get(schema.counter_key("namespace"))
+        has_namespace = any(True for _ in txn.scan(b"", ENGINE_RESERVED_PREFIX, limit=1))
+    return LocalState(schema.decode_epoch(epoch),
+                      None if position_raw is None else Position(*_POSITION.unpack(position_raw)),
+                      lineage, None if ns_id is None else schema.decode_i64(ns_id),
+                      has_namespace, last)
 
 
-def set_epoch(engine: Engine, epoch: int, fenced: bool = False) -> None:
-    _commit(engine, {EPOCH_KEY: _EPOCH.pack(epoch, fenced)}, b"\x05epoch")
+def epoch_state(engine: Engine) -> EpochState:
+    with engine.snapshot() as txn:
+        return schema.decode_epoch(txn.get(EPOCH_KEY))
+
+
+def fence(engine: Engine, newer_epoch: int) -> EpochState:
+    """Record that `newer_epoch` exists. If it is newer than this primary's epoch, the
+    primary is superseded: the commit conflicts with every mutation in flight (they read
+    the epoch key) and they all refuse from then on, so last_seq() after this returns is
+    the log's final sequence."""
+    for attempt in range(_ATTEMPTS):
+        try:
+            with engine.begin() as txn:
+                state = schema.decode_epoch(txn.get(EPOCH_KEY))
+                if newer_epoch <= max(state.epoch, state.superseded_by):
+                    return state
+                state = EpochState(state.epoch, newer_epoch)
+                txn.put(EPOCH_KEY, schema.encode_epoch(state))
+                txn.commit(FENCE_HEADER)
+                return state
+        except (TxnConflict, CommitUnknown):
+            if attempt == _ATTEMPTS - 1:
+                raise
+    raise AssertionError("unreachable")
 
 
 def read_changes(engine: Engine, first: int, max_records: int,
@@ -154,19 +271,34 @@ def load_pairs(engine: Engine, pairs: Iterable[tuple[bytes, bytes]]) -> int:
     return total
 
 
-def finish_bootstrap(engine: Engine, at: Position) -> None:
-    _commit(engine, {POSITION_KEY: _POSITION.pack(at.epoch, at.seq)}, BOOTSTRAP_HEADER)
+def finish_bootstrap(engine: Engine, at: Position, lineage: dict[int, int]) -> None:
+    """The snapshot is in: store its position and the source's lineage (replacing this
+    node's own: its older history is gone with the namespace it replaced)."""
+    writes: dict[bytes, bytes | None] = {key: None for key in _lineage_keys(engine)}
+    writes.update({schema.history_key(e): _SEQ.pack(s) for e, s in lineage.items()})
+    writes[POSITION_KEY] = _POSITION.pack(at.epoch, at.seq)
+    writes[EPOCH_KEY] = None             # a follower is no primary of any epoch
+    _commit(engine, writes, BOOTSTRAP_HEADER)
 
 
-def promote(engine: Engine) -> int:
-    """Make this follower's engine a primary's: epoch + 1, no follower position; returns
-    the new epoch. Its change log continues from its own sequence."""
-    at = position(engine)
+def _lineage_keys(engine: Engine) -> list[bytes]:
+    with engine.snapshot() as txn:
+        return [k for k, _ in txn.scan(schema.HISTORY_PREFIX, schema.HISTORY_END)]
+
+
+def promote(engine: Engine) -> tuple[int, Position]:
+    """Make this follower's engine a primary's: a new epoch above every one it knows,
+    no follower position, and the lineage entry saying where the old epoch's log ended
+    in this history. Returns (new epoch, the position promoted at). Its change log
+    continues from its own sequence."""
+    state = local_state(engine)
+    at = state.position
     if at is None:
         raise OutOfOrder("this follower has no consistent state to promote")
-    epoch = max(at.epoch, epoch_of(engine)[0]) + 1
-    _commit(engine, {EPOCH_KEY: _EPOCH.pack(epoch, False), POSITION_KEY: None}, b"\x07promote")
-    return epoch
+    epoch = state.highest_epoch + 1
+    _commit(engine, {EPOCH_KEY: schema.encode_epoch(EpochState(epoch)), POSITION_KEY: None,
+                     schema.history_key(at.epoch): _SEQ.pack(at.seq)}, PROMOTE_HEADER)
+    return epoch, at
 
 
 def _commit(engine: Engine, writes: dict[bytes, bytes | None], header: bytes,

@@ -77,6 +77,13 @@ def dentry_range(parent: int) -> tuple[bytes, bytes]:
     return base + b"D", base + b"E"
 
 
+def parse_dentry_key(key: bytes) -> tuple[int, bytes] | None:
+    """(parent, name) of a dentry key; None for any other key."""
+    if len(key) > 10 and key[:1] == b"A" and key[9:10] == b"D":
+        return int.from_bytes(key[1:9], "big"), key[10:]
+    return None
+
+
 def dentry_name(key: bytes) -> bytes:
     return key[10:]
 

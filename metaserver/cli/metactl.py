@@ -26,14 +26,15 @@ import typer
 
 from engines import open_engine
 from engines.contract import Engine, EngineError
-from metaserver.client import Client, SessionTimeout, SessionToken
+from metaserver import rollback
+from metaserver.client import Client, SessionTimeout, SessionToken, wire
 from metaserver.dump import DumpError, TargetNotEmpty, dump, load
 from metaserver.errors import FsError
 from metaserver.fsck import fsck
 from metaserver.repair import repair
 from metaserver.runner import open_namespace
 from metaserver.service.config import META_URL_ENV
-from metaserver.types import Attr, Entry, FileType
+from metaserver.types import Attr, Entry, FileType, Slice
 from metaserver.v1 import replication_pb2 as rpb
 from metaserver.v1 import replication_pb2_grpc
 
@@ -430,14 +431,104 @@ def replication_status(ctx: typer.Context):
 
 
 @app.command()
-def promote(ctx: typer.Context):
+def promote(ctx: typer.Context,
+            force: bool = typer.Option(False, "--force", help="Promote even if the old "
+                                       "primary cannot be fenced first (forced failover)."),
+            timeout: float = typer.Option(30.0, "--timeout", help="Seconds to wait for the "
+                                          "follower to apply the old primary's last record.")):
     """Make the follower at --server the primary, with a new epoch.
 
-    Asynchronous replication: writes the old primary acknowledged after this
-    follower's applied position are lost (a suffix, never a hole). The old
-    primary is fenced when a follower of the new epoch reaches it."""
-    reply = _replication(ctx, "Promote", rpb.PromoteRequest())
-    typer.echo(f"promoted: epoch {reply.epoch}, change sequence {reply.seq}")
+    Planned switchover (the old primary answers): it is fenced first (refuses writes
+    with EROFS from then on), this follower applies its last record, then is promoted:
+    nothing is lost. Forced failover (--force, the old primary unreachable): promoted
+    at the position it has; the old primary's writes after it are the loss window, kept
+    in a rollback file when that node rejoins (`metaserver serve --follow NEW --rejoin`)."""
+    reply = _replication(ctx, "Promote", rpb.PromoteRequest(force=force, timeout_s=timeout))
+    typer.echo(f"promoted: epoch {reply.epoch} at position {reply.promoted_at_seq} of epoch "
+               f"{reply.promoted_at_epoch} (own change sequence {reply.seq})")
+    if reply.old_primary_fenced:
+        typer.echo(f"old primary: fenced at sequence {reply.old_primary_seq}; records lost: "
+                   f"{reply.records_lost}")
+    else:
+        typer.echo(f"old primary: unreachable, not fenced yet (forced); its writes after "
+                   f"sequence {reply.promoted_at_seq} are not here: it keeps them in a "
+                   "rollback file when it rejoins")
+
+
+rollback_app = typer.Typer(no_args_is_help=True, help="Rollback files a rejoining node wrote.")
+app.add_typer(rollback_app, name="rollback")
+
+
+def _format_call(op: str, args: dict, paths: dict[int, str]) -> str:
+    shown = []
+    for name, value in args.items():
+        if name in rollback.INODE_ARGS and isinstance(value, int):
+            value = paths.get(value, f"<inode {value}>")
+        elif isinstance(value, bytes):
+            value = _show(value)
+        shown.append(f"{name}={value}")
+    return f"{op}({', '.join(shown)})"
+
+
+def _rollback_file(file: str) -> tuple[dict, list[rollback.KeptOperation]]:
+    try:
+        with open(file, "rb") as src:
+            described = rollback.description(src)
+        return described, rollback.operations(lambda: open(file, "rb"))
+    except OSError as exc:
+        _fail(file, exc.strerror or str(exc))
+    except DumpError as exc:
+        _fail(file, str(exc))
+
+
+@rollback_app.command("list")
+def rollback_list(file: str = typer.Argument(..., help="A rollback file.")):
+    """The records a rejoining node kept, with the paths their inodes had there."""
+    described, kept = _rollback_file(file)
+    records = described["records"]
+    typer.echo(f"epoch {described['epoch']}: {'an unknown number of' if records < 0 else records}"
+               f" operations after sequence {described['fork_seq']} (now followed: "
+               f"{described['source']}); {len(kept)} kept one by one")
+    for item in kept:
+        calls = "; ".join(_format_call(op, args, item.paths) for op, args in item.calls)
+        typer.echo(f"{item.seq}\t{item.op}\t{calls}")
+
+
+@rollback_app.command("apply")
+def rollback_apply(ctx: typer.Context, file: str = typer.Argument(..., help="A rollback file."),
+                   seqs: list[int] = typer.Option([], "--seq", help="A record to re-apply "
+                                                  "(repeatable)."),
+                   apply_all: bool = typer.Option(False, "--all", help="Re-apply every record.")):
+    """Run chosen records again on --server (the new primary), by path, with their
+    original request ids (applying twice applies once). A record whose paths no
+    longer resolve there, or that the namespace refuses, is reported and skipped."""
+    _, kept = _rollback_file(file)
+    chosen = [k for k in kept if apply_all or k.seq in seqs]
+    if not chosen:
+        _fail(file, "no record chosen (--seq N or --all)")
+    s = _session(ctx)
+    failed = 0
+    for item in chosen:
+        try:
+            for op, args in item.calls:
+                fields = dict(args)
+                for name in rollback.INODE_ARGS:
+                    if isinstance(fields.get(name), int):
+                        path = item.paths.get(fields[name])
+                        if path is None:
+                            raise FileNotFoundError(errno.ENOENT, f"inode {fields[name]} has "
+                                                    "no path in the rollback file")
+                        fields[name] = s.client.resolve(path).ino
+                if isinstance(fields.get("slice"), Slice):
+                    fields["slice"] = wire.slice_to_pb(fields["slice"])
+                s.client.call(op, request_id=item.request_id or s.client.new_request_id(),
+                              **fields)
+            typer.echo(f"{item.seq}\t{item.op}\tapplied")
+        except OSError as exc:
+            failed += 1
+            typer.echo(f"{item.seq}\t{item.op}\tskipped: {exc.strerror or exc}", err=True)
+    if failed:
+        raise typer.Exit(1)
 
 
 # --- commands on an engine directly --------------------------------------------------------

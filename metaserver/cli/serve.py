@@ -107,13 +107,20 @@ def serve_command(
     follow: str | None = typer.Option(
         None, "--follow", help="HOST:PORT of a primary: serve as its read-only follower "
         "(writes are forwarded to it)."),
+    rejoin: bool | None = typer.Option(
+        None, "--rejoin/--no-rejoin", help="With --follow: follow even when this node holds "
+        "records the primary's history lacks (a former primary after a forced failover); "
+        "they are written to a rollback file first."),
+    rollback_dir: str | None = typer.Option(
+        None, "--rollback-dir", help="Where rollback files go (default: DATA_DIR-rollback)."),
 ) -> None:
     """Serve the metadata API over gRPC until SIGTERM or SIGINT.
 
     The namespace must have been formatted (`metaserver format`), except for a
     follower, which gets its namespace from the primary, and memory://."""
     server_config = _configured(config, meta_url=meta_url, listen=listen, data_dir=data_dir,
-                                metrics_listen=metrics_listen, follow=follow)
+                                metrics_listen=metrics_listen, follow=follow, rejoin=rejoin,
+                                rollback_dir=rollback_dir)
     raise typer.Exit(serve(server_config))
 
 

@@ -4,6 +4,7 @@ expire idempotency records."""
 from __future__ import annotations
 
 import errno
+import random
 
 from engines.contract import ENGINE_RESERVED_PREFIX
 from metaserver import schema
@@ -24,6 +25,9 @@ def init_root(tx: MetaTx, *, mode: int = 0o755) -> None:
                       "formatting never overwrites data")
     tx.txn.put(schema.counter_key("format"), schema.encode_i64(schema.FORMAT_VERSION))
     tx.txn.put(schema.counter_key("nextInode"), schema.encode_i64(ROOT_INO + 1))
+    # The namespace's identity: followers copy it, so a node can tell whether another
+    # node's history is its own (metaserver.replication.plan_follow).
+    tx.txn.put(schema.counter_key("namespace"), schema.encode_i64(random.getrandbits(63)))
     now = tx.now
     tx.put_attr(Attr(ROOT_INO, FileType.DIRECTORY, mode, 0, 0, now, now, now, 2, 0, 0, ROOT_INO))
     tx.account(0, 1)

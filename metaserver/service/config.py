@@ -37,12 +37,15 @@ class ServerConfig:
     metrics_listen: str = ""             # HOST:PORT for Prometheus /metrics; empty: off
     max_message_mb: int = 64             # largest gRPC request or reply
     follow: str = ""                     # HOST:PORT of a primary to follow; empty: primary
+    rejoin: bool = False                 # follow even if records after the fork point must
+                                         # go (kept in a rollback file first)
+    rollback_dir: str = ""               # where rollback files go; empty: <data_dir>-rollback
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
             expected = _TYPES[f.type]
-            if isinstance(value, bool) or not isinstance(value, expected):
+            if (isinstance(value, bool) and f.type != "bool") or not isinstance(value, expected):
                 raise ConfigError(f"{f.name} must be {f.type}, not {value!r}")
         self.data_dir = os.path.abspath(self.data_dir)
         if not self.meta_url:
@@ -71,7 +74,8 @@ def _is_host_port(value: str) -> bool:
 
 
 # Field annotations are strings (postponed evaluation); these are what they accept.
-_TYPES: dict[str, type | tuple[type, ...]] = {"str": str, "int": int, "float": (int, float)}
+_TYPES: dict[str, type | tuple[type, ...]] = {"str": str, "int": int, "float": (int, float),
+                                              "bool": bool}
 
 
 def load_config(path: str | None = None, **overrides: Any) -> ServerConfig:

@@ -36,6 +36,7 @@ _CODE_OF_ERRNO: dict[int, grpc.StatusCode] = {
     errno.EPERM: grpc.StatusCode.FAILED_PRECONDITION,
     errno.ENOSPC: grpc.StatusCode.FAILED_PRECONDITION,
     errno.EROFS: grpc.StatusCode.FAILED_PRECONDITION,
+    errno.ETIMEDOUT: grpc.StatusCode.DEADLINE_EXCEEDED,
     errno.EOPNOTSUPP: grpc.StatusCode.UNIMPLEMENTED,
     errno.ENOSYS: grpc.StatusCode.UNIMPLEMENTED,
     errno.EAGAIN: grpc.StatusCode.ABORTED,

@@ -1,22 +1,29 @@
 """Replication over gRPC: the primary's Replication service, the follower's streaming
 thread, and the Node that routes each Metadata call by this server's role.
 
-Primary: Stream serves change records from any retained position (heartbeats when idle),
-Snapshot a consistent namespace scan; mutation replies carry `metaserver-commit-seq`.
+Primary: Stream serves change records from any retained position (heartbeats when idle;
+every batch carries the primary's newest sequence and clock), Snapshot a consistent
+namespace scan with the lineage; mutation replies carry `metaserver-commit-seq`.
 
-Follower (`metaserver serve --follow PRIMARY`): bootstraps from a Snapshot, then streams
-and applies records (metaserver.replication: whole records, position in the same local
-transaction). Reads run locally and carry `metaserver-applied-seq`; a request header
-`metaserver-min-seq: S` waits until S is applied. Writes are forwarded to the primary
-with the client's request id and answered once the follower has applied their commit.
-While the follower has not heard from the primary for LINK_TIMEOUT_S, writes fail at
-once with EROFS (FAILED_PRECONDITION); a forward whose outcome is unknown (the link broke
-during the call) fails with EIO (UNAVAILABLE), which clients retry with the same request
-id. Reads keep working either way.
+Follower (`metaserver serve --follow PRIMARY`): before following, it compares its own
+state with the source's Status (metaserver.replication.plan_follow): it streams on from
+its position, bootstraps when nothing can be lost, and refuses a source of an older epoch
+(telling that stale primary it was superseded) or one whose history left its own, unless
+started with --rejoin: then it first writes the records after the fork to a rollback file
+(metaserver.rollback). Reads run locally and carry `metaserver-applied-seq`; a request
+header `metaserver-min-seq: S` (with `metaserver-epoch`) waits until S is applied, else
+ETIMEDOUT. Writes are forwarded to the primary with the client's request id and epoch
+and answered once the follower has applied their commit. While the follower has not heard
+from the primary for LINK_TIMEOUT_S, writes fail at once with EROFS; a forward whose
+outcome is unknown fails with EIO, which clients retry with the same request id.
 
-Epochs: a promoted follower becomes primary with epoch + 1. A follower refuses a primary
-with an older epoch; a primary that sees a follower of a newer epoch is fenced (refuses
-writes and streams) from then on.
+Epochs: every reply carries `metaserver-epoch`. A primary that hears of a newer epoch (a
+client's `metaserver-epoch` header, a Fence call, a follower's Stream) is fenced: the
+fence commits in its engine, every mutation reads the epoch key, so it refuses writes from
+that commit on, and its log's end is final. Promote: planned switchover fences the old
+primary, waits until its last record is applied here, then takes epoch + 1 (no loss);
+forced failover (old primary unreachable, --force) promotes at the position it has and
+keeps telling the old primary until it hears.
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ from __future__ import annotations
 import collections
 import errno
 import logging
+import os
 import threading
 import time
 
@@ -31,10 +39,9 @@ import grpc
 from prometheus_client import Counter, Gauge
 
 from engines.contract import Engine
-from metaserver import replication
+from metaserver import replication, rollback
 from metaserver.errors import FsError
-from metaserver.ops import OPS
-from metaserver.replication import OutOfOrder, Position, PositionGone
+from metaserver.replication import Action, OutOfOrder, Plan, Position, PositionGone, SourceState
 from metaserver.service.errors import ERRNO_KEY
 from metaserver.v1 import metadata_pb2_grpc, replication_pb2 as rpb, replication_pb2_grpc
 
@@ -43,6 +50,7 @@ log = logging.getLogger(__name__)
 COMMIT_SEQ_KEY = "metaserver-commit-seq"
 APPLIED_SEQ_KEY = "metaserver-applied-seq"
 MIN_SEQ_KEY = "metaserver-min-seq"
+EPOCH_HEADER = "metaserver-epoch"
 STREAM_RECORDS = 2000             # records per ChangeBatch at most
 STREAM_BYTES = 4 << 20
 POLL_S = 0.005                    # how often an idle stream looks for new records
@@ -52,6 +60,10 @@ FORWARD_TIMEOUT_S = 10.0
 APPLY_WAIT_S = 10.0               # how long a forwarded write waits to be applied here
 MAX_MIN_SEQ_WAIT_S = 30.0
 TRIM_EVERY_S = 30.0
+STATUS_TIMEOUT_S = 5.0
+FENCE_TIMEOUT_S = 5.0
+FENCE_RETRY_S = 2.0
+PROMOTE_WAIT_S = 30.0
 _CHANNEL_OPTIONS = [("grpc.max_receive_message_length", 256 << 20),
                     ("grpc.max_send_message_length", 256 << 20)]
 
@@ -59,28 +71,57 @@ APPLIED = Gauge("metaserver_replication_applied_seq", "Last source change record
 PRIMARY_SEQ = Gauge("metaserver_replication_primary_seq", "Primary's newest sequence last heard")
 LAG_RECORDS = Gauge("metaserver_replication_lag_records", "Records heard of but not applied")
 LAG_SECONDS = Gauge("metaserver_replication_lag_seconds",
-                    "Seconds since the follower last had every record it heard of")
+                    "How old the newest primary state held here is (grows while cut off)")
+LAST_CONTACT = Gauge("metaserver_replication_last_contact_seconds",
+                     "Seconds since the follower last heard from its primary")
+ROLLBACK_RECORDS = Gauge("metaserver_replication_rollback_records",
+                         "Records after the fork point kept in the last rollback file")
 RECORDS = Counter("metaserver_replication_records_applied_total", "Source records applied")
 BYTES = Counter("metaserver_replication_bytes_received_total", "Stream bytes received")
 
 
-class Follower:
-    """Follows one primary: bootstrap, stream, apply, reconnect; forwards writes."""
+class FollowRefused(Exception):
+    """Following the source would lose data or go back in epochs; the reason says which."""
 
-    def __init__(self, engine: Engine, primary: str, *, changelog_keep: int) -> None:
+
+def _lineage(message) -> dict[int, int]:
+    return dict(message.lineage)
+
+
+def _int_header(context: grpc.ServicerContext, key: str) -> int:
+    value = dict(context.invocation_metadata()).get(key)
+    if value is None:
+        return 0
+    if not value.isdigit():
+        raise FsError(errno.EINVAL, f"{key} must be a number")
+    return int(value)
+
+
+class Follower:
+    """Follows one primary: plan, bootstrap, stream, apply, reconnect; forwards writes."""
+
+    def __init__(self, engine: Engine, primary: str, *, changelog_keep: int,
+                 rejoin: bool = False, rollback_dir: str = "") -> None:
         self.engine = engine
         self.primary = primary
         self.changelog_keep = changelog_keep
+        self.rejoin = rejoin
+        self.rollback_dir = rollback_dir or os.path.abspath("metaserver-rollback")
+        self.last_rollback: rollback.RollbackSummary | None = None
+        self.refused: str = ""           # why following is refused, while it is
         self._channel = grpc.insecure_channel(primary, options=_CHANNEL_OPTIONS)
         self._repl = replication_pb2_grpc.ReplicationStub(self._channel)
         self._meta = metadata_pb2_grpc.MetadataStub(self._channel)
         self._cond = threading.Condition()
         self._at = replication.position(engine)
         self.primary_seq = self._at.seq if self._at else 0
+        self.source_superseded_by = 0
         self.bytes_received = 0
         self._heard = 0.0               # monotonic time of the last batch
-        self._caught_up = time.monotonic()
+        # (primary's newest seq, when heard): how fresh the applied state is
+        self._heard_seqs: collections.deque[tuple[int, float]] = collections.deque(maxlen=4096)
         self._rate = collections.deque(maxlen=64)   # (monotonic, applied seq)
+        self._planned = False
         self._stop = threading.Event()
         self._stream: grpc.Future | None = None
         self._thread = threading.Thread(target=self._run, name="metaserver-follower",
@@ -89,6 +130,7 @@ class Follower:
         PRIMARY_SEQ.set_function(lambda: self.primary_seq)
         LAG_RECORDS.set_function(lambda: self.lag_records)
         LAG_SECONDS.set_function(lambda: self.lag_seconds)
+        LAST_CONTACT.set_function(lambda: self.last_contact_seconds)
 
     # --- state --------------------------------------------------------------------------
     @property
@@ -100,8 +142,16 @@ class Follower:
         return self._at.seq if self._at else 0
 
     @property
+    def epoch(self) -> int:
+        return self._at.epoch if self._at else 0
+
+    @property
     def connected(self) -> bool:
         return time.monotonic() - self._heard < LINK_TIMEOUT_S
+
+    @property
+    def last_contact_seconds(self) -> float:
+        return time.monotonic() - self._heard if self._heard else 0.0
 
     @property
     def lag_records(self) -> int:
@@ -109,7 +159,22 @@ class Follower:
 
     @property
     def lag_seconds(self) -> float:
-        return 0.0 if self.lag_records == 0 else time.monotonic() - self._caught_up
+        """How long ago the primary was last in the state held here: 0 while caught up
+        with a live link; while behind, the age of the newest batch whose primary
+        sequence was already applied here; while cut off, time since last contact."""
+        now, applied = time.monotonic(), self.applied
+        with self._cond:
+            heard = list(self._heard_seqs)
+        if not heard:
+            return 0.0 if self.connected or not self._heard else now - self._heard
+        if applied >= heard[-1][0]:
+            return 0.0 if self.connected else now - heard[-1][1]
+        fresh_as_of = heard[0][1]
+        for seq, when in heard:
+            if seq > applied:
+                break
+            fresh_as_of = when
+        return now - fresh_as_of
 
     def apply_rate(self) -> float:
         samples = [s for s in self._rate if time.monotonic() - s[0] < 5]
@@ -123,6 +188,16 @@ class Follower:
                                        timeout)
 
     # --- lifecycle ----------------------------------------------------------------------
+    def prepare(self, timeout: float) -> None:
+        """At start: follow only where plan_follow allows it (FollowRefused otherwise),
+        and hold a consistent state before serving: with no local position the source
+        must answer now; with one, a source out of reach is retried in the background."""
+        try:
+            self._plan_and_act(timeout)
+        except grpc.RpcError:
+            if self._at is None:
+                raise
+
     def start(self) -> None:
         self._thread.start()
         threading.Thread(target=self._watchdog, name="metaserver-follower-watchdog",
@@ -136,6 +211,54 @@ class Follower:
         if self._thread.is_alive():
             self._thread.join()
         self._channel.close()
+
+    def source_state(self, timeout: float = STATUS_TIMEOUT_S) -> SourceState:
+        reply = self._repl.Status(rpb.StatusRequest(), timeout=timeout)
+        return SourceState(reply.role, reply.epoch, reply.superseded_by, _lineage(reply),
+                           reply.namespace_id or None)
+
+    def _plan_and_act(self, timeout: float | None = None) -> None:
+        local = replication.local_state(self.engine)
+        plan = replication.plan_follow(local, self.source_state())
+        if plan.action is Action.REFUSE:
+            if local.highest_epoch and "stale" in plan.reason:
+                self._tell_stale_source(local.highest_epoch)
+            self._refuse(plan.reason)
+        if plan.action is Action.ROLLBACK:
+            if not self.rejoin:
+                self._refuse(f"{plan.reason}; restart with --rejoin to keep those records in "
+                             f"a rollback file under {self.rollback_dir} and follow")
+            self._write_rollback(local, plan)
+        if plan.action is not Action.STREAM:
+            log.warning("follower: %s: bootstrapping from %s", plan.reason, self.primary)
+            self.bootstrap(timeout)
+        self.refused = ""
+        self._planned = True
+
+    def _refuse(self, reason: str) -> None:
+        self.refused = f"not following {self.primary}: {reason}"
+        raise FollowRefused(self.refused)
+
+    def _tell_stale_source(self, epoch: int) -> None:
+        try:
+            self._repl.Fence(rpb.FenceRequest(epoch=epoch, by="a node of a newer epoch"),
+                             timeout=FENCE_TIMEOUT_S)
+        except grpc.RpcError:
+            pass     # it learns it from any client or node that reaches it
+
+    def _write_rollback(self, local: replication.LocalState, plan: Plan) -> None:
+        fork = plan.fork or Position(local.highest_epoch, 0)
+        summary = rollback.write(self.engine, self.rollback_dir, epoch=fork.epoch,
+                                 fork_seq=fork.seq, records=plan.diverged,
+                                 local_records=plan.primary_records, source=self.primary)
+        self.last_rollback = summary
+        ROLLBACK_RECORDS.set(summary.records)
+        log.error("follower: %s; %s records after the fork point (epoch %d, seq %d) are "
+                  "not in %s's history: kept in rollback file %s (%d records one by one, "
+                  "%d namespace keys); `metactl rollback list %s` shows them",
+                  plan.reason, "an unknown number of" if plan.diverged < 0 else plan.diverged,
+                  fork.epoch, fork.seq, self.primary, summary.path, summary.kept,
+                  summary.keys, summary.path)
 
     def bootstrap(self, timeout: float | None = None) -> None:
         """Replace the local namespace with a snapshot of the primary's."""
@@ -154,9 +277,12 @@ class Follower:
 
         count = replication.load_pairs(self.engine, pairs())
         at = Position(first[0].epoch, first[0].seq)
-        replication.finish_bootstrap(self.engine, at)
+        replication.finish_bootstrap(self.engine, at, _lineage(first[0]))
         log.info("follower: bootstrapped %d keys from %s at seq %d epoch %d", count,
                  self.primary, at.seq, at.epoch)
+        with self._cond:
+            self._heard_seqs.clear()
+            self.primary_seq = at.seq
         self._set_position(at)
 
     def _set_position(self, at: Position | None) -> None:
@@ -165,30 +291,33 @@ class Follower:
             if at is not None:
                 self.primary_seq = max(self.primary_seq, at.seq)
                 self._rate.append((time.monotonic(), at.seq))
-                if at.seq >= self.primary_seq:
-                    self._caught_up = time.monotonic()
+                while len(self._heard_seqs) > 1 and self._heard_seqs[1][0] <= at.seq:
+                    self._heard_seqs.popleft()
             self._cond.notify_all()
 
     def _run(self) -> None:
         backoff, last_trim = 0.1, time.monotonic()
         while not self._stop.is_set():
             try:
-                if self._at is None:
-                    self.bootstrap()
+                if not self._planned or self._at is None:
+                    self._plan_and_act()
                 self._follow()
                 backoff = 0.1
             except grpc.RpcError as exc:
                 code = exc.code()
                 if code == grpc.StatusCode.OUT_OF_RANGE:
-                    log.warning("follower: %s; bootstrapping again", exc.details())
-                    self._set_position(None)
+                    log.warning("follower: %s; deciding again how to follow", exc.details())
+                    self._planned = False
                     continue
                 if not self._stop.is_set():
                     log.warning("follower: link to %s: %s %s", self.primary, code.name,
                                 exc.details())
             except OutOfOrder as exc:
-                log.error("follower: %s; bootstrapping again", exc)
-                self._set_position(None)
+                log.error("follower: %s; deciding again how to follow", exc)
+                self._planned = False
+            except FollowRefused as exc:
+                log.error("follower: %s", exc)
+                backoff = max(backoff, 2.0)
             except Exception:
                 log.exception("follower: apply failed; retrying")
             if time.monotonic() - last_trim > TRIM_EVERY_S:
@@ -203,15 +332,18 @@ class Follower:
         self._stream = stream
         try:
             for batch in stream:
-                self._heard = time.monotonic()
+                now = time.monotonic()
+                self._heard = now
                 self.bytes_received += batch.ByteSize()
                 BYTES.inc(batch.ByteSize())
                 if batch.epoch != at.epoch:
                     raise OutOfOrder(f"primary epoch {batch.epoch}, follower at {at.epoch}")
+                with self._cond:
+                    self.primary_seq = max(self.primary_seq, batch.primary_seq)
+                    self._heard_seqs.append((batch.primary_seq, now))
+                    self.source_superseded_by = batch.superseded_by
                 at = replication.apply_records(self.engine, at, batch.records)
                 RECORDS.inc(len(batch.records))
-                with self._cond:
-                    self.primary_seq = max(batch.primary_seq, at.seq)
                 self._set_position(at)
                 if self._stop.is_set():
                     return
@@ -232,9 +364,11 @@ class Follower:
         if not self.connected:
             raise FsError(errno.EROFS, f"primary {self.primary} unreachable: writes are "
                           "refused until the link is back; reads are served")
+        metadata = [(k, v) for k, v in context.invocation_metadata() if k == EPOCH_HEADER]
         try:
             timeout = min(context.time_remaining() or FORWARD_TIMEOUT_S, FORWARD_TIMEOUT_S)
-            reply, call = getattr(self._meta, rpc).with_call(request, timeout=timeout)
+            reply, call = getattr(self._meta, rpc).with_call(request, timeout=timeout,
+                                                              metadata=metadata)
         except grpc.RpcError as exc:
             trailers = tuple(exc.trailing_metadata() or ())
             if any(key == ERRNO_KEY for key, _ in trailers):   # the primary's own answer
@@ -252,17 +386,23 @@ class Follower:
             raise FsError(errno.EIO, f"committed on the primary at sequence {seq} but not "
                           "applied here yet; retry with the same request id")
         context.set_trailing_metadata([(COMMIT_SEQ_KEY, str(seq)),
-                                       (APPLIED_SEQ_KEY, str(self.applied))])
+                                       (APPLIED_SEQ_KEY, str(self.applied)),
+                                       (EPOCH_HEADER, str(self.epoch))])
         return reply
 
     def status(self) -> rpb.StatusReply:
+        state = replication.local_state(self.engine)
+        last = self.last_rollback
         return rpb.StatusReply(
-            role="follower", epoch=self._at.epoch if self._at else 0,
-            last_seq=self.engine.last_seq(), primary=self.primary, connected=self.connected,
-            applied_seq=self.applied, primary_seq=self.primary_seq,
+            role="follower", epoch=self.epoch, last_seq=state.last_seq, primary=self.primary,
+            connected=self.connected, applied_seq=self.applied, primary_seq=self.primary_seq,
             lag_records=self.lag_records, lag_seconds=self.lag_seconds,
             apply_rate=self.apply_rate(), bytes_received=self.bytes_received,
-            ready=self._at is not None)
+            ready=self._at is not None, superseded_by=self.source_superseded_by,
+            last_contact_seconds=self.last_contact_seconds, lineage=state.lineage,
+            namespace_id=state.namespace_id or 0,
+            rollback_file=last.path if last else "", rollback_records=max(last.records, 0)
+            if last else 0)
 
 
 class Node:
@@ -273,97 +413,176 @@ class Node:
         self.engine = engine
         self.follower = follower
         self._on_promote = on_promote
-        self.epoch, self.fenced = replication.epoch_of(engine)
+        self.state = replication.epoch_state(engine)
         self._lock = threading.Lock()
+        self._stop = threading.Event()
+
+    @property
+    def epoch(self) -> int:
+        return self.follower.epoch if self.follower is not None else self.state.epoch
 
     def run(self, rpc: str, mutating: bool, request, context: grpc.ServicerContext,
             local, take_commit_seq):
         """Answer one call: forward a follower's write, else run `local()` here."""
+        client_epoch = _int_header(context, EPOCH_HEADER)
         follower = self.follower
         if follower is not None:
             if mutating:
                 return follower.forward(rpc, request, context)
-            self._wait_min_seq(follower, context)
+            self._wait_min_seq(follower, context, client_epoch)
             applied = follower.applied
             reply = local()
-            context.set_trailing_metadata([(APPLIED_SEQ_KEY, str(applied))])
+            context.set_trailing_metadata([(APPLIED_SEQ_KEY, str(applied)),
+                                           (EPOCH_HEADER, str(follower.epoch))])
             return reply
-        if mutating and self.fenced:
-            raise FsError(errno.EROFS, f"this primary (epoch {self.epoch}) was superseded "
-                          "by a promoted follower: writes are refused")
+        if client_epoch > self.state.epoch:
+            self.fence(client_epoch, "a client")
         take_commit_seq()
         reply = local()
+        trailers = [(EPOCH_HEADER, str(self.state.epoch))]
         seq = take_commit_seq()
         if seq:
-            context.set_trailing_metadata([(COMMIT_SEQ_KEY, str(seq))])
+            trailers.append((COMMIT_SEQ_KEY, str(seq)))
+        context.set_trailing_metadata(trailers)
         return reply
 
     @staticmethod
-    def _wait_min_seq(follower: Follower, context: grpc.ServicerContext) -> None:
-        wanted = dict(context.invocation_metadata()).get(MIN_SEQ_KEY)
+    def _wait_min_seq(follower: Follower, context: grpc.ServicerContext,
+                      client_epoch: int) -> None:
         if follower.position is None:
             raise FsError(errno.EAGAIN, "follower is bootstrapping: no consistent state yet")
-        if not wanted:
-            return
-        if not wanted.isdigit():
-            raise FsError(errno.EINVAL, f"{MIN_SEQ_KEY} must be a sequence number")
-        timeout = min(context.time_remaining() or MAX_MIN_SEQ_WAIT_S, MAX_MIN_SEQ_WAIT_S)
-        if not follower.wait_applied(int(wanted), timeout):
-            raise FsError(errno.EAGAIN, f"sequence {wanted} not applied yet (applied "
-                          f"{follower.applied})")
+        wanted = _int_header(context, MIN_SEQ_KEY)
+        if not wanted or (client_epoch and client_epoch < follower.epoch):
+            return      # nothing asked, or a token of an older history: this state is newer
+        if client_epoch > follower.epoch:
+            raise FsError(errno.ETIMEDOUT, f"sequence {wanted} of epoch {client_epoch} "
+                          f"cannot be served here: this follower follows epoch "
+                          f"{follower.epoch} (its primary was superseded)")
+        remaining = context.time_remaining()
+        timeout = MAX_MIN_SEQ_WAIT_S if remaining is None else max(0.0, remaining - 0.05)
+        if not follower.wait_applied(wanted, min(timeout, MAX_MIN_SEQ_WAIT_S)):
+            raise FsError(errno.ETIMEDOUT, f"sequence {wanted} not applied here in time "
+                          f"(applied {follower.applied}, primary at {follower.primary_seq})")
 
-    def fence(self) -> None:
+    def fence(self, newer_epoch: int, by: str) -> replication.EpochState:
+        """Learn that `newer_epoch` exists: superseded if newer than ours (persisted)."""
         with self._lock:
-            if not self.fenced:
-                log.error("primary: a follower has seen a newer epoch than %d: fenced, "
-                          "refusing writes", self.epoch)
-                replication.set_epoch(self.engine, self.epoch, fenced=True)
-                self.fenced = True
+            before = self.state
+            self.state = replication.fence(self.engine, newer_epoch)
+            if self.state.fenced and not before.fenced:
+                log.error("primary: %s knows epoch %d, newer than this primary's %d: fenced, "
+                          "refusing writes; final sequence %d", by, self.state.superseded_by,
+                          self.state.epoch, self.engine.last_seq())
+            return self.state
 
-    def promote(self) -> int:
+    def promote(self, force: bool, timeout: float) -> rpb.PromoteReply:
+        """Planned switchover when the old primary answers (fence it, wait for its last
+        record, promote: nothing lost); forced failover only with `force`."""
         with self._lock:
             follower = self.follower
             if follower is None:
                 raise FsError(errno.EINVAL, "this server is a primary already")
+            at = follower.position
+            if at is None:
+                raise FsError(errno.EAGAIN, "this follower has no consistent state to promote")
+            new_epoch = replication.local_state(self.engine).highest_epoch + 1
+            fenced, old_last = self._fence_old_primary(follower, new_epoch, force)
+            if fenced and not follower.wait_applied(old_last, timeout) and not force:
+                raise FsError(errno.EAGAIN, f"the old primary is fenced at sequence {old_last} "
+                              f"but this follower has applied {follower.applied} after "
+                              f"{timeout:g} s: run promote again to keep waiting, or --force "
+                              f"to promote losing {old_last - follower.applied} records")
             follower.stop()
-            self.epoch = replication.promote(self.engine)
-            self.fenced = False
+            epoch, at = replication.promote(self.engine)
+            self.state = replication.epoch_state(self.engine)
             self.follower = None
             self._on_promote()
-            log.warning("promoted to primary with epoch %d at seq %d", self.epoch,
-                        self.engine.last_seq())
-            return self.epoch
+            if not fenced:
+                threading.Thread(target=self._keep_fencing, args=(follower.primary, epoch),
+                                 name="metaserver-fence-old-primary", daemon=True).start()
+            lost = old_last - at.seq if fenced else -1
+            log.warning("promoted to primary with epoch %d at position %d of epoch %d; old "
+                        "primary %s; %s", epoch, at.seq, at.epoch,
+                        f"fenced at {old_last}" if fenced else "unreachable (forced)",
+                        f"{lost} records lost" if fenced else "records after that position "
+                        "are the loss window, kept in its rollback file when it rejoins")
+            return rpb.PromoteReply(epoch=epoch, seq=self.engine.last_seq(),
+                                    promoted_at_epoch=at.epoch, promoted_at_seq=at.seq,
+                                    old_primary_fenced=fenced, old_primary_seq=old_last,
+                                    records_lost=lost)
+
+    @staticmethod
+    def _fence_old_primary(follower: Follower, new_epoch: int,
+                           force: bool) -> tuple[bool, int]:
+        """(reached and fenced, its final sequence). Unreachable: an error unless forced."""
+        try:
+            reply = follower._repl.Fence(rpb.FenceRequest(epoch=new_epoch, by="promote"),
+                                         timeout=FENCE_TIMEOUT_S)
+        except grpc.RpcError as exc:
+            if force:
+                return False, 0
+            raise FsError(errno.EHOSTUNREACH, f"the old primary {follower.primary} cannot be "
+                          f"fenced ({exc.code().name}): promoting now may lose the writes it "
+                          f"acknowledged after sequence {follower.applied}; use --force to "
+                          "promote anyway") from None
+        if reply.superseded_by > new_epoch or (reply.superseded_by == new_epoch
+                                                and reply.epoch != follower.epoch):
+            raise FsError(errno.EEXIST, f"the old primary was already superseded by epoch "
+                          f"{reply.superseded_by}: another node was promoted; follow it")
+        return True, reply.last_seq
+
+    def _keep_fencing(self, address: str, epoch: int) -> None:
+        """After a forced failover: tell the old primary until it hears (it then refuses
+        writes; clients and followers that reach it tell it too)."""
+        with grpc.insecure_channel(address) as channel:
+            stub = replication_pb2_grpc.ReplicationStub(channel)
+            while not self._stop.wait(FENCE_RETRY_S):
+                try:
+                    stub.Fence(rpb.FenceRequest(epoch=epoch, by="the promoted follower"),
+                               timeout=FENCE_TIMEOUT_S)
+                    log.warning("the old primary %s now knows epoch %d: fenced", address,
+                                epoch)
+                    return
+                except grpc.RpcError:
+                    continue
+
+    def stop(self) -> None:
+        self._stop.set()
 
     def status(self) -> rpb.StatusReply:
         if self.follower is not None:
             return self.follower.status()
-        return rpb.StatusReply(role="fenced" if self.fenced else "primary", epoch=self.epoch,
-                               last_seq=self.engine.last_seq(), ready=True)
+        local = replication.local_state(self.engine)
+        self.state = local.epoch       # another server on a shared database may have fenced
+        return rpb.StatusReply(role="fenced" if local.epoch.fenced else "primary",
+                               epoch=local.epoch.epoch, last_seq=local.last_seq, ready=True,
+                               superseded_by=local.epoch.superseded_by,
+                               lineage=local.lineage, namespace_id=local.namespace_id or 0)
 
 
 class ReplicationServicer(replication_pb2_grpc.ReplicationServicer):
     def __init__(self, node: Node) -> None:
         self.node = node
 
-    def _check_primary(self, context: grpc.ServicerContext, follower_epoch: int) -> None:
-        node = self.node
-        if node.follower is not None:
+    def _check_primary(self, context: grpc.ServicerContext) -> None:
+        if self.node.follower is not None:
             context.abort(grpc.StatusCode.FAILED_PRECONDITION,
                           "this server is a follower; follow its primary instead")
-        if follower_epoch > node.epoch:
-            node.fence()
-        if node.fenced:
-            context.abort(grpc.StatusCode.FAILED_PRECONDITION,
-                          f"this primary's epoch {node.epoch} is stale: it was superseded")
 
     def Stream(self, request: rpb.StreamRequest, context: grpc.ServicerContext):
-        self._check_primary(context, request.epoch)
-        if request.epoch != self.node.epoch and request.from_seq > 1:
+        self._check_primary(context)
+        node = self.node
+        if request.epoch > node.state.epoch:
+            node.fence(request.epoch, "a follower")
+            context.abort(grpc.StatusCode.FAILED_PRECONDITION, f"this primary's epoch "
+                          f"{node.state.epoch} is stale: epoch {request.epoch} exists")
+        if request.epoch != node.state.epoch and request.from_seq > 1:
             context.abort(grpc.StatusCode.OUT_OF_RANGE, f"position of epoch {request.epoch} "
-                          f"is not in this primary's log (epoch {self.node.epoch})")
-        engine, epoch = self.node.engine, self.node.epoch
+                          f"is not in this primary's log (epoch {node.state.epoch})")
+        engine, epoch = node.engine, node.state.epoch
         next_seq, beat = max(request.from_seq, 1), 0.0
-        while context.is_active() and not self.node.fenced:
+        while context.is_active():
+            newest = engine.last_seq()
             try:
                 records = replication.read_changes(engine, next_seq, STREAM_RECORDS,
                                                    STREAM_BYTES)
@@ -371,17 +590,24 @@ class ReplicationServicer(replication_pb2_grpc.ReplicationServicer):
                 context.abort(grpc.StatusCode.OUT_OF_RANGE, str(exc))
             now = time.monotonic()
             if records or now - beat >= HEARTBEAT_S:
-                yield rpb.ChangeBatch(epoch=epoch, primary_seq=next_seq - 1 + len(records)
-                                      if records else engine.last_seq(), records=records)
                 next_seq += len(records)
+                yield rpb.ChangeBatch(epoch=epoch, primary_seq=max(newest, next_seq - 1),
+                                      records=records, primary_time_ns=time.time_ns(),
+                                      superseded_by=node.state.superseded_by)
                 beat = now
             if not records:
                 time.sleep(POLL_S)
 
     def Snapshot(self, request: rpb.SnapshotRequest, context: grpc.ServicerContext):
-        self._check_primary(context, 0)
-        seq, pairs = replication.snapshot(self.node.engine)
-        chunk = rpb.SnapshotChunk(seq=seq, epoch=self.node.epoch)
+        self._check_primary(context)
+        node = self.node
+        if node.state.fenced:
+            context.abort(grpc.StatusCode.FAILED_PRECONDITION, f"this primary's epoch "
+                          f"{node.state.epoch} was superseded by {node.state.superseded_by}: "
+                          "bootstrap from the new primary")
+        lineage = replication.local_state(node.engine).lineage
+        seq, pairs = replication.snapshot(node.engine)
+        chunk = rpb.SnapshotChunk(seq=seq, epoch=node.state.epoch, lineage=lineage)
         size = 0
         for key, value in pairs:
             chunk.keys.append(key)
@@ -389,19 +615,21 @@ class ReplicationServicer(replication_pb2_grpc.ReplicationServicer):
             size += len(key) + len(value)
             if size >= STREAM_BYTES:
                 yield chunk
-                chunk, size = rpb.SnapshotChunk(seq=seq, epoch=self.node.epoch), 0
+                chunk, size = rpb.SnapshotChunk(seq=seq, epoch=node.state.epoch,
+                                                lineage=lineage), 0
         yield chunk
 
     def Status(self, request: rpb.StatusRequest, context: grpc.ServicerContext):
         return self.node.status()
 
+    def Fence(self, request: rpb.FenceRequest, context: grpc.ServicerContext):
+        self._check_primary(context)
+        state = self.node.fence(request.epoch, request.by or context.peer())
+        return rpb.FenceReply(epoch=state.epoch, superseded_by=state.superseded_by,
+                              last_seq=self.node.engine.last_seq())
+
     def Promote(self, request: rpb.PromoteRequest, context: grpc.ServicerContext):
         try:
-            epoch = self.node.promote()
+            return self.node.promote(request.force, request.timeout_s or PROMOTE_WAIT_S)
         except (FsError, OutOfOrder) as exc:
             context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(exc))
-        return rpb.PromoteReply(epoch=epoch, seq=self.node.engine.last_seq())
-
-
-def is_mutating(op: str) -> bool:
-    return OPS[op].mutating

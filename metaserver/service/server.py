@@ -24,7 +24,7 @@ from metaserver.runner import Runner, open_namespace
 from metaserver.service.codec import SERVICE, Codec
 from metaserver.service.config import ServerConfig
 from metaserver.service.maintenance import Maintenance
-from metaserver.service.replication import Follower, Node, ReplicationServicer
+from metaserver.service.replication import FollowRefused, Follower, Node, ReplicationServicer
 from metaserver.service.servicer import MetadataServicer, add_service
 from metaserver.v1 import replication_pb2
 
@@ -70,6 +70,7 @@ class RunningServer:
             self.server.stop(grace).wait()
             # Handlers cut off by the grace period still run: never close the engine under them.
             self.executor.shutdown(wait=True)
+            self.node.stop()
             if self.node.follower is not None:
                 self.node.follower.stop()
             self.maintenance.stop()
@@ -95,6 +96,14 @@ def describe_engine(url: str) -> str:
 BOOTSTRAP_TIMEOUT_S = 600
 
 
+def _rollback_dir(config: ServerConfig) -> str:
+    """Beside the data: DATA-rollback for RocksDB, ./metaserver-rollback otherwise."""
+    parts = urlsplit(config.meta_url)
+    if parts.scheme.startswith("rocksdb"):
+        return os.path.abspath(parts.netloc + parts.path).rstrip("/") + "-rollback"
+    return os.path.abspath("metaserver-rollback")
+
+
 def _open_runner(config: ServerConfig) -> tuple[Runner, Follower | None]:
     try:
         # A follower's bootstrap fills a new local store; a primary needs a formatted one.
@@ -107,14 +116,18 @@ def _open_runner(config: ServerConfig) -> tuple[Runner, Follower | None]:
     try:
         if config.follow:
             # Before the Runner: it needs the namespace the snapshot brings.
-            follower = Follower(engine, config.follow, changelog_keep=config.changelog_keep)
-            if follower.position is None:
-                follower.bootstrap(timeout=BOOTSTRAP_TIMEOUT_S)
+            follower = Follower(engine, config.follow, changelog_keep=config.changelog_keep,
+                                rejoin=config.rejoin,
+                                rollback_dir=config.rollback_dir or _rollback_dir(config))
+            follower.prepare(timeout=BOOTSTRAP_TIMEOUT_S)
         return Runner(engine, dir_mtime_skip_ns=int(config.dir_mtime_skip_ms * 1e6)), follower
     except grpc.RpcError as exc:
         engine.close()
         raise StartError(f"cannot bootstrap from primary {config.follow}: {exc.code().name} "
                          f"{exc.details()}") from exc
+    except FollowRefused as exc:
+        engine.close()
+        raise StartError(str(exc)) from exc
     except (FsError, EngineError) as exc:
         engine.close()
         raise StartError(f"cannot use metadata engine {describe_engine(config.meta_url)}: "

@@ -24,29 +24,41 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1fmetaserver/v1/replication.proto\x12\rmetaserver.v1\"0\n\rStreamRequest\x12\x10\n\x08\x66rom_seq\x18\x01 \x01(\x04\x12\r\n\x05\x65poch\x18\x02 \x01(\x04\"B\n\x0b\x43hangeBatch\x12\r\n\x05\x65poch\x18\x01 \x01(\x04\x12\x13\n\x0bprimary_seq\x18\x02 \x01(\x04\x12\x0f\n\x07records\x18\x03 \x03(\x0c\"\x11\n\x0fSnapshotRequest\"I\n\rSnapshotChunk\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\r\n\x05\x65poch\x18\x02 \x01(\x04\x12\x0c\n\x04keys\x18\x03 \x03(\x0c\x12\x0e\n\x06values\x18\x04 \x03(\x0c\"\x0f\n\rStatusRequest\"\xef\x01\n\x0bStatusReply\x12\x0c\n\x04role\x18\x01 \x01(\t\x12\r\n\x05\x65poch\x18\x02 \x01(\x04\x12\x10\n\x08last_seq\x18\x03 \x01(\x04\x12\x0f\n\x07primary\x18\x04 \x01(\t\x12\x11\n\tconnected\x18\x05 \x01(\x08\x12\x13\n\x0b\x61pplied_seq\x18\x06 \x01(\x04\x12\x13\n\x0bprimary_seq\x18\x07 \x01(\x04\x12\x13\n\x0blag_records\x18\x08 \x01(\x04\x12\x13\n\x0blag_seconds\x18\t \x01(\x01\x12\x12\n\napply_rate\x18\n \x01(\x01\x12\x16\n\x0e\x62ytes_received\x18\x0b \x01(\x04\x12\r\n\x05ready\x18\x0c \x01(\x08\"\x10\n\x0ePromoteRequest\"*\n\x0cPromoteReply\x12\r\n\x05\x65poch\x18\x01 \x01(\x04\x12\x0b\n\x03seq\x18\x02 \x01(\x04\x32\xaa\x02\n\x0bReplication\x12\x44\n\x06Stream\x12\x1c.metaserver.v1.StreamRequest\x1a\x1a.metaserver.v1.ChangeBatch0\x01\x12J\n\x08Snapshot\x12\x1e.metaserver.v1.SnapshotRequest\x1a\x1c.metaserver.v1.SnapshotChunk0\x01\x12\x42\n\x06Status\x12\x1c.metaserver.v1.StatusRequest\x1a\x1a.metaserver.v1.StatusReply\x12\x45\n\x07Promote\x12\x1d.metaserver.v1.PromoteRequest\x1a\x1b.metaserver.v1.PromoteReplyb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1fmetaserver/v1/replication.proto\x12\rmetaserver.v1\"0\n\rStreamRequest\x12\x10\n\x08\x66rom_seq\x18\x01 \x01(\x04\x12\r\n\x05\x65poch\x18\x02 \x01(\x04\"r\n\x0b\x43hangeBatch\x12\r\n\x05\x65poch\x18\x01 \x01(\x04\x12\x13\n\x0bprimary_seq\x18\x02 \x01(\x04\x12\x0f\n\x07records\x18\x03 \x03(\x0c\x12\x17\n\x0fprimary_time_ns\x18\x04 \x01(\x04\x12\x15\n\rsuperseded_by\x18\x05 \x01(\x04\"\x11\n\x0fSnapshotRequest\"\xb5\x01\n\rSnapshotChunk\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\r\n\x05\x65poch\x18\x02 \x01(\x04\x12\x0c\n\x04keys\x18\x03 \x03(\x0c\x12\x0e\n\x06values\x18\x04 \x03(\x0c\x12:\n\x07lineage\x18\x05 \x03(\x0b\x32).metaserver.v1.SnapshotChunk.LineageEntry\x1a.\n\x0cLineageEntry\x12\x0b\n\x03key\x18\x01 \x01(\x04\x12\r\n\x05value\x18\x02 \x01(\x04:\x02\x38\x01\"\x0f\n\rStatusRequest\"\xd5\x03\n\x0bStatusReply\x12\x0c\n\x04role\x18\x01 \x01(\t\x12\r\n\x05\x65poch\x18\x02 \x01(\x04\x12\x10\n\x08last_seq\x18\x03 \x01(\x04\x12\x0f\n\x07primary\x18\x04 \x01(\t\x12\x11\n\tconnected\x18\x05 \x01(\x08\x12\x13\n\x0b\x61pplied_seq\x18\x06 \x01(\x04\x12\x13\n\x0bprimary_seq\x18\x07 \x01(\x04\x12\x13\n\x0blag_records\x18\x08 \x01(\x04\x12\x13\n\x0blag_seconds\x18\t \x01(\x01\x12\x12\n\napply_rate\x18\n \x01(\x01\x12\x16\n\x0e\x62ytes_received\x18\x0b \x01(\x04\x12\r\n\x05ready\x18\x0c \x01(\x08\x12\x15\n\rsuperseded_by\x18\r \x01(\x04\x12\x1c\n\x14last_contact_seconds\x18\x0e \x01(\x01\x12\x38\n\x07lineage\x18\x0f \x03(\x0b\x32\'.metaserver.v1.StatusReply.LineageEntry\x12\x14\n\x0cnamespace_id\x18\x10 \x01(\x03\x12\x15\n\rrollback_file\x18\x11 \x01(\t\x12\x18\n\x10rollback_records\x18\x12 \x01(\x04\x1a.\n\x0cLineageEntry\x12\x0b\n\x03key\x18\x01 \x01(\x04\x12\r\n\x05value\x18\x02 \x01(\x04:\x02\x38\x01\"2\n\x0ePromoteRequest\x12\r\n\x05\x66orce\x18\x01 \x01(\x08\x12\x11\n\ttimeout_s\x18\x02 \x01(\x01\"\xa9\x01\n\x0cPromoteReply\x12\r\n\x05\x65poch\x18\x01 \x01(\x04\x12\x0b\n\x03seq\x18\x02 \x01(\x04\x12\x19\n\x11promoted_at_epoch\x18\x03 \x01(\x04\x12\x17\n\x0fpromoted_at_seq\x18\x04 \x01(\x04\x12\x1a\n\x12old_primary_fenced\x18\x05 \x01(\x08\x12\x17\n\x0fold_primary_seq\x18\x06 \x01(\x04\x12\x14\n\x0crecords_lost\x18\x07 \x01(\x03\")\n\x0c\x46\x65nceRequest\x12\r\n\x05\x65poch\x18\x01 \x01(\x04\x12\n\n\x02\x62y\x18\x02 \x01(\t\"D\n\nFenceReply\x12\r\n\x05\x65poch\x18\x01 \x01(\x04\x12\x15\n\rsuperseded_by\x18\x02 \x01(\x04\x12\x10\n\x08last_seq\x18\x03 \x01(\x04\x32\xeb\x02\n\x0bReplication\x12\x44\n\x06Stream\x12\x1c.metaserver.v1.StreamRequest\x1a\x1a.metaserver.v1.ChangeBatch0\x01\x12J\n\x08Snapshot\x12\x1e.metaserver.v1.SnapshotRequest\x1a\x1c.metaserver.v1.SnapshotChunk0\x01\x12\x42\n\x06Status\x12\x1c.metaserver.v1.StatusRequest\x1a\x1a.metaserver.v1.StatusReply\x12\x45\n\x07Promote\x12\x1d.metaserver.v1.PromoteRequest\x1a\x1b.metaserver.v1.PromoteReply\x12?\n\x05\x46\x65nce\x12\x1b.metaserver.v1.FenceRequest\x1a\x19.metaserver.v1.FenceReplyb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'metaserver.v1.replication_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_SNAPSHOTCHUNK_LINEAGEENTRY']._loaded_options = None
+  _globals['_SNAPSHOTCHUNK_LINEAGEENTRY']._serialized_options = b'8\001'
+  _globals['_STATUSREPLY_LINEAGEENTRY']._loaded_options = None
+  _globals['_STATUSREPLY_LINEAGEENTRY']._serialized_options = b'8\001'
   _globals['_STREAMREQUEST']._serialized_start=50
   _globals['_STREAMREQUEST']._serialized_end=98
   _globals['_CHANGEBATCH']._serialized_start=100
-  _globals['_CHANGEBATCH']._serialized_end=166
-  _globals['_SNAPSHOTREQUEST']._serialized_start=168
-  _globals['_SNAPSHOTREQUEST']._serialized_end=185
-  _globals['_SNAPSHOTCHUNK']._serialized_start=187
-  _globals['_SNAPSHOTCHUNK']._serialized_end=260
-  _globals['_STATUSREQUEST']._serialized_start=262
-  _globals['_STATUSREQUEST']._serialized_end=277
-  _globals['_STATUSREPLY']._serialized_start=280
-  _globals['_STATUSREPLY']._serialized_end=519
-  _globals['_PROMOTEREQUEST']._serialized_start=521
-  _globals['_PROMOTEREQUEST']._serialized_end=537
-  _globals['_PROMOTEREPLY']._serialized_start=539
-  _globals['_PROMOTEREPLY']._serialized_end=581
-  _globals['_REPLICATION']._serialized_start=584
-  _globals['_REPLICATION']._serialized_end=882
+  _globals['_CHANGEBATCH']._serialized_end=214
+  _globals['_SNAPSHOTREQUEST']._serialized_start=216
+  _globals['_SNAPSHOTREQUEST']._serialized_end=233
+  _globals['_SNAPSHOTCHUNK']._serialized_start=236
+  _globals['_SNAPSHOTCHUNK']._serialized_end=417
+  _globals['_SNAPSHOTCHUNK_LINEAGEENTRY']._serialized_start=371
+  _globals['_SNAPSHOTCHUNK_LINEAGEENTRY']._serialized_end=417
+  _globals['_STATUSREQUEST']._serialized_start=419
+  _globals['_STATUSREQUEST']._serialized_end=434
+  _globals['_STATUSREPLY']._serialized_start=437
+  _globals['_STATUSREPLY']._serialized_end=906
+  _globals['_STATUSREPLY_LINEAGEENTRY']._serialized_start=371
+  _globals['_STATUSREPLY_LINEAGEENTRY']._serialized_end=417
+  _globals['_PROMOTEREQUEST']._serialized_start=908
+  _globals['_PROMOTEREQUEST']._serialized_end=958
+  _globals['_PROMOTEREPLY']._serialized_start=961
+  _globals['_PROMOTEREPLY']._serialized_end=1130
+  _globals['_FENCEREQUEST']._serialized_start=1132
+  _globals['_FENCEREQUEST']._serialized_end=1173
+  _globals['_FENCEREPLY']._serialized_start=1175
+  _globals['_FENCEREPLY']._serialized_end=1243
+  _globals['_REPLICATION']._serialized_start=1246
+  _globals['_REPLICATION']._serialized_end=1609
 # @@protoc_insertion_point(module_scope)

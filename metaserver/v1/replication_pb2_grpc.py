@@ -54,6 +54,11 @@ class ReplicationStub:
                 request_serializer=metaserver_dot_v1_dot_replication__pb2.PromoteRequest.SerializeToString,
                 response_deserializer=metaserver_dot_v1_dot_replication__pb2.PromoteReply.FromString,
                 _registered_method=True)
+        self.Fence = channel.unary_unary(
+                '/metaserver.v1.Replication/Fence',
+                request_serializer=metaserver_dot_v1_dot_replication__pb2.FenceRequest.SerializeToString,
+                response_deserializer=metaserver_dot_v1_dot_replication__pb2.FenceReply.FromString,
+                _registered_method=True)
 
 
 class ReplicationServicer:
@@ -80,7 +85,17 @@ class ReplicationServicer:
         raise NotImplementedError('Method not implemented!')
 
     def Promote(self, request, context):
-        """Make this follower the primary with epoch + 1.
+        """Make this follower the primary with epoch + 1. Planned switchover: fence the old
+        primary first and wait until its last record is applied here (no loss). When the
+        old primary is unreachable, refused unless `force` (forced failover).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Fence(self, request, context):
+        """Tell a primary that epoch `epoch` exists: if newer than its own it is superseded,
+        refuses writes from then on (persisted), and answers with its final sequence.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -108,6 +123,11 @@ def add_ReplicationServicer_to_server(servicer, server):
                     servicer.Promote,
                     request_deserializer=metaserver_dot_v1_dot_replication__pb2.PromoteRequest.FromString,
                     response_serializer=metaserver_dot_v1_dot_replication__pb2.PromoteReply.SerializeToString,
+            ),
+            'Fence': grpc.unary_unary_rpc_method_handler(
+                    servicer.Fence,
+                    request_deserializer=metaserver_dot_v1_dot_replication__pb2.FenceRequest.FromString,
+                    response_serializer=metaserver_dot_v1_dot_replication__pb2.FenceReply.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -218,6 +238,33 @@ class Replication:
             '/metaserver.v1.Replication/Promote',
             metaserver_dot_v1_dot_replication__pb2.PromoteRequest.SerializeToString,
             metaserver_dot_v1_dot_replication__pb2.PromoteReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Fence(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/metaserver.v1.Replication/Fence',
+            metaserver_dot_v1_dot_replication__pb2.FenceRequest.SerializeToString,
+            metaserver_dot_v1_dot_replication__pb2.FenceReply.FromString,
             options,
             channel_credentials,
             insecure,
