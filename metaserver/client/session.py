@@ -64,9 +64,9 @@ class SessionTracker:
     `consistent` says whether calls ask for the session's sequence (min-seq); the
     highest epoch is sent either way."""
 
-    def __init__(self, consistent: bool, token: SessionToken | None = None) -> None:
+    def __init__(self, consistent: bool) -> None:
         self.consistent = consistent
-        self._token = token or SessionToken()
+        self._token = SessionToken()
         self.last_commit: SessionToken | None = None
         self._lock = threading.Lock()
 
