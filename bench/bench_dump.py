@@ -11,7 +11,7 @@ batches of 256 mknods) on RocksDB, then times, each one streaming pass:
   5. dump MariaDB -> file.
 Both directions are linear in keys (about two per file: attr and entry), so seconds per
 million files are extrapolated from --files; the build stops early, with the files it
-has, after --build-seconds. Starts a private MariaDB (tests/mariadb.py) unless
+has, after --build-seconds. Starts a private MariaDB (metaserver/testing/mariadb.py) unless
 METASERVER_TEST_MYSQL_URL names a server. Everything stays on this machine.
 """
 
@@ -28,9 +28,7 @@ from engines import open_engine
 from metaserver.dump import dump, load, verify
 from metaserver.runner import Runner, format_namespace
 from metaserver.types import ROOT_INO
-
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests"))
-from mariadb import MariaDB  # noqa: E402  (the tests' private server)
+from metaserver.testing.mariadb import MariaDB
 
 FILES_PER_DIR = 10_000
 BATCH = 256

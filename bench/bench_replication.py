@@ -26,13 +26,14 @@ import threading
 import time
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+sys.path.insert(0, str(ROOT))   # jepsen/
 
-from conftest import free_port  # noqa: E402
 from jepsen.faultproxy import FaultProxy  # noqa: E402
 from metaserver.client import Client  # noqa: E402
+from metaserver.testing import free_port  # noqa: E402
+from metaserver.testing.metaserver_process import (  # noqa: E402
+    ServerProcess, format_store, status, wait_for)
 from metaserver.types import ROOT_INO  # noqa: E402
-from replication_helpers import ServerProcess, status, wait_for  # noqa: E402
 
 
 def applied(follower: ServerProcess) -> int:
@@ -67,7 +68,7 @@ def main() -> None:
     parser.add_argument("--load-seconds", type=float, default=20)
     args = parser.parse_args()
     tmp = tempfile.mkdtemp(prefix="bench-replication-")
-    primary = ServerProcess(f"rocksdb+unsafe-nosync://{tmp}/primary").start()
+    primary = ServerProcess(format_store(f"rocksdb+unsafe-nosync://{tmp}/primary")).start()
     proxy = FaultProxy(free_port(), primary.address).start()
     proxy.set(latency=args.latency)
     follower = ServerProcess(f"rocksdb+unsafe-nosync://{tmp}/follower",

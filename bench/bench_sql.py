@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/bench_sql.py [--seconds 3] [--connections 8] [--json FILE]
 
-Starts a private MariaDB (tests/mariadb.py; fsync at every commit) unless
+Starts a private MariaDB (metaserver/testing/mariadb.py; fsync at every commit) unless
 METASERVER_TEST_MYSQL_URL names a server. With the same number of client threads
 (`--connections`, each with its own connection or client), measures per second:
   1. raw: single-row INSERT transactions (INSERT + COMMIT) and primary-key SELECTs,
@@ -34,9 +34,8 @@ import sqlalchemy as sa
 from engines import open_engine
 from metaserver.client import Client
 from metaserver.runner import Runner, format_namespace
-
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests"))
-from mariadb import MariaDB, free_port  # noqa: E402  (the tests' private server)
+from metaserver.testing import free_port
+from metaserver.testing.mariadb import MariaDB
 
 COUNT_CAP = 1_000_000
 

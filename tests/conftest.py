@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import uuid
 
 import pytest
@@ -23,6 +22,7 @@ from metaserver.client import Client
 from metaserver.runner import format_namespace
 from metaserver.service.config import ServerConfig
 from metaserver.service.server import start
+from metaserver.testing import free_port  # noqa: F401  (tests import it from here)
 
 ENGINE_NAMES = ["memory", "rocksdb", "sqlite", "mariadb", "postgres", "tikv"]
 SERVER_ENGINES = {"mariadb", "postgres"}
@@ -66,13 +66,6 @@ def format_url(url: str) -> str:
     return url
 
 
-def free_port() -> int:
-    """A loopback port nobody listens on right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def assert_no_open_transactions(engine) -> None:
     """A transaction left open is a leak (OCC history, a pooled connection)."""
     assert engine.active_transactions() == 0, \
@@ -109,7 +102,7 @@ def mariadb_server():
     """A private MariaDB for the session, or the server METASERVER_TEST_MYSQL_URL names.
     Missing binaries skip its tests outside CI (scripts/test.sh installs them); in CI,
     and whenever the server fails to start, the tests fail."""
-    from mariadb import MariaDB
+    from metaserver.testing.mariadb import MariaDB
     url = os.environ.get("METASERVER_TEST_MYSQL_URL")
     if not url and not shutil.which("mariadbd", path=os.environ.get("PATH", "") + ":/usr/sbin") \
             and not os.environ.get("CI"):
@@ -122,7 +115,8 @@ def mariadb_server():
 @pytest.fixture(scope="session")
 def postgres_server():
     """A private PostgreSQL for the session, when its binaries are installed."""
-    from mariadb import PostgreSQL, server_binary
+    from metaserver.testing.databases import server_binary
+    from metaserver.testing.postgres import PostgreSQL
     try:
         server_binary("postgres")
     except FileNotFoundError:

@@ -26,8 +26,8 @@ from metaserver.client import Client
 from metaserver.errors import FsError
 from metaserver.replication import POSITION_KEY
 from metaserver.service import ServerConfig, start
+from metaserver.testing.metaserver_process import ServerProcess, status, wait_for
 from metaserver.types import ROOT_INO, FileType
-from replication_helpers import ServerProcess, status, wait_for
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))   # jepsen/
 from jepsen.faultproxy import FaultProxy  # noqa: E402

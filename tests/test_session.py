@@ -17,16 +17,16 @@ from concurrent import futures
 import grpc
 import pytest
 
-from conftest import free_port
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))   # jepsen/
 from jepsen.faultproxy import FaultProxy  # noqa: E402
 from metaserver.client import Client, RetryPolicy, SessionTimeout, SessionToken
 from metaserver.client.session import SessionTracker
 from metaserver.service import ServerConfig, start
+from metaserver.testing import free_port
+from metaserver.testing.metaserver_process import status, wait_for
 from metaserver.types import ROOT_INO
 from metaserver.v1 import metadata_pb2 as pb
 from metaserver.v1 import metadata_pb2_grpc
-from replication_helpers import status, wait_for
 
 NO_RETRY = RetryPolicy(attempts=1)
 LINK_LATENCY_S = 0.3

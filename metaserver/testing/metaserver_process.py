@@ -1,5 +1,7 @@
-"""Helpers of the replication tests: metaserver processes on loopback, the namespace
-keyspace of an engine, and waiting for a follower to reach a position."""
+"""`metaserver format` and `metaserver serve` as child processes on loopback (replication
+tests, benchmarks, deploy/two-dc.sh), asking a server for its replication status,
+waiting for a condition, and the namespace keyspace of an engine (what a follower
+mirrors)."""
 
 from __future__ import annotations
 
@@ -11,8 +13,8 @@ import time
 
 import grpc
 
-from conftest import free_port
 from engines.contract import ENGINE_RESERVED_PREFIX, Engine
+from metaserver.testing import free_port
 from metaserver.v1 import replication_pb2 as rpb
 from metaserver.v1 import replication_pb2_grpc
 
@@ -21,11 +23,8 @@ METASERVER = os.path.join(os.path.dirname(sys.executable), "metaserver")
 
 def namespace(engine: Engine) -> dict[bytes, bytes]:
     """Every namespace key of an engine (what a follower mirrors)."""
-    txn = engine.snapshot()
-    try:
+    with engine.snapshot() as txn:
         return dict(txn.scan(b"", ENGINE_RESERVED_PREFIX))
-    finally:
-        txn.rollback()
 
 
 def status(address: str, timeout: float = 5) -> rpb.StatusReply:
@@ -48,8 +47,27 @@ def wait_for(predicate, timeout: float = 30, what: str = "condition"):
     raise AssertionError(f"timed out waiting for {what}")
 
 
+class ServerStartError(RuntimeError):
+    """A store could not be formatted, or the server process exited or never answered;
+    the message says which."""
+
+
+def format_store(meta_url: str) -> str:
+    """`metaserver format --meta-url URL`, as an operator runs it before the first
+    `metaserver serve` (followers excepted: they bootstrap); returns the URL."""
+    done = subprocess.run([METASERVER, "format", "--meta-url", meta_url], capture_output=True,
+                          text=True, stdin=subprocess.DEVNULL)
+    if done.returncode != 0:
+        raise ServerStartError(done.stderr.strip() or f"metaserver format exited with "
+                               f"{done.returncode}")
+    return meta_url
+
+
 class ServerProcess:
-    """`metaserver serve` in its own process, on a fixed loopback port."""
+    """`metaserver serve` in its own process, on a fixed loopback port.
+
+    The process gets a session of its own, so a terminal's Ctrl-C reaches only whoever
+    started it, who stops it by PID (and in the order it needs)."""
 
     def __init__(self, meta_url: str, *, follow: str = "", port: int | None = None,
                  log_path: str = os.devnull) -> None:
@@ -67,10 +85,17 @@ class ServerProcess:
         if self.follow:
             args += ["--follow", self.follow]
         with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(args, stdout=log, stderr=log)
-        wait_for(lambda: self.proc.poll() is not None or status(self.address, 1),
-                 what=f"server on {self.address}")
-        assert self.proc.poll() is None, f"server exited with {self.proc.returncode}"
+            self.proc = subprocess.Popen(args, stdout=log, stderr=log, stdin=subprocess.DEVNULL,
+                                         start_new_session=True)
+        try:
+            wait_for(lambda: self.proc.poll() is not None or status(self.address, 1),
+                     what=f"server on {self.address}")
+        except AssertionError as exc:
+            self.kill()
+            raise ServerStartError(f"{exc} (log: {self.log_path})") from None
+        if self.proc.poll() is not None:
+            raise ServerStartError(f"server on {self.address} exited with "
+                                   f"{self.proc.returncode} (log: {self.log_path})")
         return self
 
     def kill(self) -> None:

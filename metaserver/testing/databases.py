@@ -1,12 +1,14 @@
-"""Private database servers for tests: MariaDB (and PostgreSQL), each in a temp dir.
+"""A private database server in a temp dir: what MariaDB and PostgreSQL have in common.
 
 A server is initialised into a fresh directory, listens on a free loopback port, and
 is stopped by its own PID: nothing else on the machine is touched. Tests get a fresh
 database per call of `new_database()`, so they never see each other's rows.
 
-`METASERVER_TEST_MYSQL_URL` (mysql+pymysql://user:pass@host:port/) names an existing
-server instead of starting one; it needs the right to create databases, and tests
-that kill the server skip on it.
+A `base_url` (mysql+pymysql://user:pass@host:port/; the tests take it from
+`METASERVER_TEST_MYSQL_URL`) names an existing server instead of starting one; it
+needs the right to create databases, and tests that kill the server skip on it.
+A private server runs in a session of its own, so a terminal's Ctrl-C does not reach
+it: whoever started it stops it.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from urllib.parse import urlsplit
 
 import sqlalchemy as sa
 
-from conftest import free_port
+from metaserver.testing import free_port
 
 START_TIMEOUT_S = 60
 USER, PASSWORD = "metaserver", "metaserver-test"
@@ -47,9 +49,14 @@ class DatabaseServer:
             self.dir = tempfile.mkdtemp(prefix=f"{type(self).__name__.lower()}-")
             self.port = free_port()
             self.log_path = os.path.join(self.dir, "server.log")
-            self.initialise()
-            self.start()
-            self.bootstrap()
+            try:
+                self.initialise()
+                self.start()
+                self.bootstrap()
+            except BaseException:   # a failure, or Ctrl-C while it starts: leave nothing
+                self.kill()
+                shutil.rmtree(self.dir, ignore_errors=True)
+                raise
             base_url = f"{self.scheme}://{USER}:{PASSWORD}@127.0.0.1:{self.port}/"
         self.base_url = base_url.rstrip("/") + "/"
         self._admin = sa.create_engine(self.base_url + self.admin_database,
@@ -73,7 +80,8 @@ class DatabaseServer:
         argv, popen_args = self.command()
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT,
-                                     stdin=subprocess.DEVNULL, **popen_args)
+                                     stdin=subprocess.DEVNULL, start_new_session=True,
+                                     **popen_args)
         log.close()
         deadline = time.monotonic() + START_TIMEOUT_S
         while True:
@@ -126,69 +134,21 @@ class DatabaseServer:
             pass
 
 
-class MariaDB(DatabaseServer):
-    """Debian's mariadb-server binaries on a temp datadir, fsync at every commit."""
-
-    scheme = "mysql+pymysql"
-    drop_sql = "SET STATEMENT lock_wait_timeout=5 FOR DROP DATABASE IF EXISTS {name}"
-
-    def initialise(self) -> None:
-        self.socket = os.path.join(self.dir, "mysqld.sock")
-        subprocess.run([server_binary("mariadb-install-db"), "--no-defaults", f"--datadir={self.dir}/data",
-                        "--auth-root-authentication-method=normal", "--skip-test-db",
-                        "--user=root"], check=True, capture_output=True)
-
-    def command(self) -> tuple[list[str], dict]:
-        return [server_binary("mariadbd"), "--no-defaults", f"--datadir={self.dir}/data",
-                f"--socket={self.socket}", f"--port={self.port}", "--bind-address=127.0.0.1",
-                f"--pid-file={self.dir}/mariadbd.pid", f"--log-error={self.log_path}",
-                "--user=root", "--skip-name-resolve", "--innodb-flush-log-at-trx-commit=1",
-                "--innodb-buffer-pool-size=128M", "--max-connections=500"], {}
-
-    def _root(self):
-        import pymysql
-        return pymysql.connect(unix_socket=self.socket, user="root", connect_timeout=2)
-
-    def ready(self) -> bool:
-        import pymysql
-        try:
-            self._root().close()
-            return True
-        except pymysql.err.OperationalError:
-            return False
-
-    def bootstrap(self) -> None:
-        with self._root() as conn, conn.cursor() as cur:
-            cur.execute(f"CREATE USER IF NOT EXISTS '{USER}'@'127.0.0.1' IDENTIFIED BY '{PASSWORD}'")
-            cur.execute(f"GRANT ALL ON *.* TO '{USER}'@'127.0.0.1'")
-
-
-class PostgreSQL(DatabaseServer):
-    """Debian's postgresql binaries, run as the `postgres` user (initdb refuses root)."""
-
-    scheme = "postgresql+psycopg"
-    admin_database = "postgres"
-    drop_sql = "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
-
-    def initialise(self) -> None:
-        shutil.chown(self.dir, "postgres")
-        subprocess.run([server_binary("initdb"), "-D", f"{self.dir}/data", "-A", "trust", "-U", USER,
-                        "--no-sync", "-E", "UTF8"], check=True, capture_output=True,
-                       user="postgres", group="postgres")
-
-    def command(self) -> tuple[list[str], dict]:
-        return [server_binary("postgres"), "-D", f"{self.dir}/data", "-k", self.dir,
-                "-h", "127.0.0.1", "-p", str(self.port), "-c", "max_connections=300"], \
-            dict(user="postgres", group="postgres")
-
-    def ready(self) -> bool:
-        import psycopg
-        try:
-            psycopg.connect(host="127.0.0.1", port=self.port, user=USER, dbname="postgres",
-                            connect_timeout=2).close()
-            return True
-        except psycopg.OperationalError:
-            return False
+def run_setup(argv: list[str], **popen_args) -> None:
+    """Run a setup command (initdb, mariadb-install-db) to its end, in a process group of
+    its own: interrupted, the whole group is killed, since mariadb-install-db's
+    bootstrap server would otherwise outlive it."""
+    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, start_new_session=True, **popen_args)
+    try:
+        output, _ = proc.communicate()
+    except BaseException:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        raise
+    if proc.returncode != 0:
+        raise ServerError(f"{argv[0]} exited with {proc.returncode}:\n"
+                          f"{output.decode(errors='replace')[-2000:]}")
 
 
 def server_binary(name: str) -> str:
