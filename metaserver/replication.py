@@ -100,6 +100,7 @@ class Plan:
     fork: Position | None = None     # where the local history leaves the source's
     diverged: int = 0                # records after the fork (-1: unknown)
     primary_records: bool = field(default=False)   # the local log holds them one by one
+    stale_source: bool = False       # refused: the source is a primary of an older epoch
 
 
 def plan_follow(local: LocalState, source: SourceState) -> Plan:
@@ -109,7 +110,7 @@ def plan_follow(local: LocalState, source: SourceState) -> Plan:
     source_epoch = source.epoch
     if source_epoch < local.highest_epoch:
         return Plan(Action.REFUSE, f"the source's epoch {source_epoch} is older than this "
-                    f"node's {local.highest_epoch}: it is a stale primary")
+                    f"node's {local.highest_epoch}: it is a stale primary", stale_source=True)
     at = local.position
     if at is not None and at.epoch == source_epoch:
         return Plan(Action.STREAM, "following the same epoch")

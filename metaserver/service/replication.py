@@ -221,7 +221,7 @@ class Follower:
         local = replication.local_state(self.engine)
         plan = replication.plan_follow(local, self.source_state())
         if plan.action is Action.REFUSE:
-            if local.highest_epoch and "stale" in plan.reason:
+            if plan.stale_source:
                 self._tell_stale_source(local.highest_epoch)
             self._refuse(plan.reason)
         if plan.action is Action.ROLLBACK:
