@@ -289,10 +289,10 @@ def test_mariadb_killed_and_restarted_under_load(mariadb_server, mariadb_url):
                 return
             key = b"load/%d/%d" % (worker, i)
             try:
-                txn = engine.begin()
-                txn.put(key, b"1")
-                increment(txn)
-                txn.commit(b"load")
+                with engine.begin() as txn:
+                    txn.put(key, b"1")
+                    increment(txn)
+                    txn.commit(b"load")
                 acked.append(key)
             except EngineError as exc:      # anything else fails the thread, and the test
                 errors.append(exc)
