@@ -1,19 +1,24 @@
 """A loopback TCP proxy that injects link faults between two "datacenters".
 
 Each accepted connection is piped to the upstream address. Faults, changeable at any
-time: `latency` (seconds added to every chunk, each direction), `blackhole` (bytes are
+time: `latency` (seconds added to every chunk, each direction), `jitter` (up to that
+many seconds more, uniformly random per chunk; order is kept), `bandwidth` (bytes per
+second each direction, shared by all connections; 0: no cap), `blackhole` (bytes are
 held, connections stay open: a silent WAN partition), `drop_replies` (only the
 upstream -> client direction is held: requests arrive, answers never do), `reset()`
-(close every connection now). In-process: `FaultProxy(...).start()` runs it on its own
-event-loop thread. As a process: `python -m jepsen.faultproxy LISTEN UPSTREAM --control
-PORT`, then send lines like `latency 0.05`, `blackhole 1`, `drop_replies 0`, `reset`
-to the control port (one command per connection; the answer is `ok` or an error).
+(close every connection now), `clear()` (every fault off). In-process:
+`FaultProxy(...).start()` runs it on its own event-loop thread. As a process:
+`python -m jepsen.faultproxy LISTEN UPSTREAM --control PORT`, then send lines like
+`latency 0.05`, `jitter 0.02`, `bandwidth 100000`, `blackhole 1`, `drop_replies 0`,
+`reset`, `clear` to the control port (one command per connection; the answer is `ok`
+or an error).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import random
 import threading
 
 _CHUNK = 65536
@@ -25,6 +30,9 @@ class FaultProxy:
         self.upstream_host, _, port = upstream.rpartition(":")
         self.upstream_port = int(port)
         self.latency = 0.0
+        self.jitter = 0.0
+        self.bandwidth = 0.0
+        self._next_send = {False: 0.0, True: 0.0}   # per direction: when the cap allows more
         self.blackhole = False
         self.drop_replies = False
         self._open: set[asyncio.StreamWriter] = set()
@@ -38,10 +46,16 @@ class FaultProxy:
 
     # --- controls (thread-safe) -----------------------------------------------------------
     def set(self, *, latency: float | None = None, blackhole: bool | None = None,
-            drop_replies: bool | None = None) -> None:
+            drop_replies: bool | None = None, jitter: float | None = None,
+            bandwidth: float | None = None) -> None:
         def apply():
             if latency is not None:
                 self.latency = latency
+            if jitter is not None:
+                self.jitter = jitter
+            if bandwidth is not None:
+                self.bandwidth = bandwidth
+                self._next_send = {False: 0.0, True: 0.0}
             if blackhole is not None:
                 self.blackhole = blackhole
             if drop_replies is not None:
@@ -49,6 +63,10 @@ class FaultProxy:
             self._flow.set()       # wake held pipes; they re-check and hold again if needed
             self._flow = asyncio.Event()
         self._call(apply)
+
+    def clear(self) -> None:
+        """Every fault off (open connections stay)."""
+        self.set(latency=0.0, jitter=0.0, bandwidth=0.0, blackhole=False, drop_replies=False)
 
     def reset(self) -> None:
         def close_all():
@@ -112,12 +130,15 @@ class FaultProxy:
     async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
                     reply: bool) -> None:
         """Read and write in two tasks: latency delays each chunk from its arrival, so it
-        adds delay without capping bandwidth (a long link, not a slow one)."""
+        adds delay without capping bandwidth (a long link, not a slow one); the cap, when
+        set, is a separate wait before each write."""
         queue: asyncio.Queue = asyncio.Queue()
+        loop = asyncio.get_running_loop()
 
         async def read():
             while data := await reader.read(_CHUNK):
-                await queue.put((asyncio.get_running_loop().time() + self.latency, data))
+                delay = self.latency + (random.uniform(0, self.jitter) if self.jitter else 0)
+                await queue.put((loop.time() + delay, data))
             await queue.put((0.0, b""))
 
         async def write():
@@ -127,15 +148,26 @@ class FaultProxy:
                     return
                 while self._held(reply):
                     await self._flow.wait()
-                delay = due - asyncio.get_running_loop().time()
+                delay = due - loop.time()
                 if delay > 0:
                     await asyncio.sleep(delay)
+                if self.bandwidth:
+                    await self._paced(len(data), reply)
                 writer.write(data)
                 await writer.drain()
         try:
             await asyncio.gather(read(), write())
         finally:
             writer.transport.abort()
+
+    async def _paced(self, size: int, reply: bool) -> None:
+        """Wait for this direction's turn under the bandwidth cap, and take `size` bytes
+        of it (a chunk goes whole: the cap holds on average)."""
+        now = asyncio.get_running_loop().time()
+        start = max(now, self._next_send[reply])
+        self._next_send[reply] = start + size / self.bandwidth
+        if start > now:
+            await asyncio.sleep(start - now)
 
 
 async def _as_coroutine(fn):
@@ -147,8 +179,10 @@ async def _control(proxy: FaultProxy, reader, writer) -> None:
     try:
         if words == ["reset"]:
             proxy.reset()
-        elif len(words) == 2 and words[0] == "latency":
-            proxy.set(latency=float(words[1]))
+        elif words == ["clear"]:
+            proxy.clear()
+        elif len(words) == 2 and words[0] in ("latency", "jitter", "bandwidth"):
+            proxy.set(**{words[0]: float(words[1])})
         elif len(words) == 2 and words[0] in ("blackhole", "drop_replies"):
             proxy.set(**{words[0]: words[1] not in ("0", "off", "false")})
         else:

@@ -67,11 +67,16 @@ class ServerProcess:
     """`metaserver serve` in its own process, on a fixed loopback port.
 
     The process gets a session of its own, so a terminal's Ctrl-C reaches only whoever
-    started it, who stops it by PID (and in the order it needs)."""
+    started it, who stops it by PID (and in the order it needs). `rejoin` and
+    `rollback_dir` are serve's flags of those names; `env` is added to the server's
+    environment (libfaketime's, for a skewed clock). All may be changed between stop
+    and start."""
 
     def __init__(self, meta_url: str, *, follow: str = "", port: int | None = None,
-                 log_path: str = os.devnull) -> None:
+                 log_path: str = os.devnull, rejoin: bool = False, rollback_dir: str = "",
+                 env: dict[str, str] | None = None) -> None:
         self.meta_url, self.follow = meta_url, follow
+        self.rejoin, self.rollback_dir, self.env = rejoin, rollback_dir, env or {}
         self.port = port or free_port()
         self.log_path = log_path
         self.proc: subprocess.Popen | None = None
@@ -84,9 +89,14 @@ class ServerProcess:
         args = [METASERVER, "serve", "--meta-url", self.meta_url, "--listen", self.address]
         if self.follow:
             args += ["--follow", self.follow]
+        if self.rejoin:
+            args.append("--rejoin")
+        if self.rollback_dir:
+            args += ["--rollback-dir", self.rollback_dir]
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(args, stdout=log, stderr=log, stdin=subprocess.DEVNULL,
-                                         start_new_session=True)
+                                         start_new_session=True,
+                                         env={**os.environ, **self.env} if self.env else None)
         try:
             wait_for(lambda: self.proc.poll() is not None or status(self.address, 1),
                      what=f"server on {self.address}")
