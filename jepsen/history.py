@@ -17,7 +17,9 @@ its `invoke`, then exactly one completion with the same `process` and `f`:
 knows them, names as str. `seq` is a position (epoch, sequence) in the primary's change
 log: for an ok mutation, the commit that applied it (its `metaserver-commit-seq`
 trailer); for an ok read answered by a follower, the position the follower had applied
-(`metaserver-applied-seq`), which is exactly the state it read; otherwise None.
+(`metaserver-applied-seq`) when the read began; applying goes on meanwhile, so the
+state it read is the one after some sequence from `seq` to `value["seq_end"]` (the
+position when it ended, `metaserver-applied-seq-end`); otherwise None.
 `node` names the server the call went to, `time` is seconds since the run began.
 """
 
@@ -26,6 +28,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -76,6 +79,7 @@ class Recorder:
         self._lock = threading.Lock()
         self._start = time.monotonic()
         self._next = 0
+        self.counts: Counter[str] = Counter()     # completions of client calls by type
 
     def now(self) -> float:
         return time.monotonic() - self._start
@@ -87,6 +91,8 @@ class Recorder:
             op = Op(self._next, round(self.now(), 6), process, type, f, value or {}, node,
                     seq, error)
             self._next += 1
+            if type != INVOKE and process not in (NEMESIS, FINAL):
+                self.counts[type] += 1
             self._file.write(op.to_json() + "\n")
             self._file.flush()
         return op

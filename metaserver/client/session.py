@@ -21,6 +21,7 @@ from dataclasses import dataclass
 EPOCH_KEY = "metaserver-epoch"
 COMMIT_SEQ_KEY = "metaserver-commit-seq"
 APPLIED_SEQ_KEY = "metaserver-applied-seq"
+APPLIED_SEQ_END_KEY = "metaserver-applied-seq-end"   # a follower read: applied when it ended
 MIN_SEQ_KEY = "metaserver-min-seq"
 
 _TOKEN = re.compile(r"(?:(\d+):)?(\d+)")

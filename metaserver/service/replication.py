@@ -49,6 +49,7 @@ log = logging.getLogger(__name__)
 
 COMMIT_SEQ_KEY = "metaserver-commit-seq"
 APPLIED_SEQ_KEY = "metaserver-applied-seq"
+APPLIED_SEQ_END_KEY = "metaserver-applied-seq-end"   # a follower read: applied when it ended
 MIN_SEQ_KEY = "metaserver-min-seq"
 EPOCH_HEADER = "metaserver-epoch"
 STREAM_RECORDS = 2000             # records per ChangeBatch at most
@@ -432,7 +433,9 @@ class Node:
             self._wait_min_seq(follower, context, client_epoch)
             applied = follower.applied
             reply = local()
+            # The read saw a state between these two positions (applying goes on).
             context.set_trailing_metadata([(APPLIED_SEQ_KEY, str(applied)),
+                                           (APPLIED_SEQ_END_KEY, str(follower.applied)),
                                            (EPOCH_HEADER, str(follower.epoch))])
             return reply
         if client_epoch > self.state.epoch:
