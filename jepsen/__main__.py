@@ -19,18 +19,32 @@ def run(deploy: str = typer.Option(..., help="rocksdb | mariadb | follower | gal
         time_limit: float = typer.Option(30.0, help="seconds of load"),
         seed: int = typer.Option(0, help="seeds the calls and the faults"),
         concurrency: int = typer.Option(4, help="client processes"),
+        ops: int = typer.Option(0, help="stop after this many calls (0: at the time limit)"),
         out: Path = typer.Option(Path("jepsen-runs"), help="where run directories go")) -> None:
     """Run once; exit 1 if any checker found an anomaly."""
     from jepsen.runner import Run, RunConfig
     config = RunConfig(deploy=deploy, workload=workload,
                        nemeses=[n for n in nemesis.split(",") if n], time_limit=time_limit,
-                       seed=seed, concurrency=concurrency, out=out)
+                       seed=seed, concurrency=concurrency, max_ops=ops, out=out)
     try:
         runner = Run(config)
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
     summary = runner.run()
     _print(runner.dir, summary)
+
+
+@app.command()
+def matrix(ops: int = typer.Option(10_000, help="calls per run"),
+           time_limit: float = typer.Option(300.0, help="seconds per run at most"),
+           deploy: str = typer.Option("", help="comma-separated deployments (default: all)"),
+           workload: str = typer.Option("mixed", help="the workload of every run"),
+           seed: int = typer.Option(1, help="seed of every run"),
+           out: Path = typer.Option(Path("jepsen-runs"), help="where run directories go"),
+           table: Path = typer.Option(Path("bench/JEPSEN.md"), help="the results table")) -> None:
+    """Every deployment x every fault it supports, one run each; a Markdown row per run."""
+    from jepsen.matrix import run_matrix
+    run_matrix([d for d in deploy.split(",") if d], workload, ops, time_limit, seed, out, table)
 
 
 @app.command()

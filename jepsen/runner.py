@@ -35,7 +35,7 @@ class RunConfig:
     time_limit: float = 30.0
     seed: int = 0
     concurrency: int = 4
-    max_ops: int = 1_000_000          # per process; the time limit usually ends a run first
+    max_ops: int = 0                  # stop once this many calls completed (0: time only)
     fault_every: tuple[float, float] = (2.0, 4.0)   # quiet seconds before each fault
     fault_hold: tuple[float, float] = (3.0, 6.0)    # seconds a fault stays on
     out: Path = Path("jepsen-runs")
@@ -95,7 +95,8 @@ class Run:
         deadline = time.monotonic() + self.config.time_limit
         for thread in (*workers, nemesis):
             thread.start()
-        while time.monotonic() < deadline and any(w.is_alive() for w in workers):
+        while time.monotonic() < deadline and any(w.is_alive() for w in workers) and not (
+                self.config.max_ops and self.recorder.counts.total() >= self.config.max_ops):
             time.sleep(min(1.0, max(0.0, deadline - time.monotonic())))
             self._report_progress(deadline)
         self._stop.set()
@@ -106,9 +107,7 @@ class Run:
     def _worker(self, generator: Generator, process: int) -> None:
         session = Session(process, self.recorder)
         try:
-            for _ in range(self.config.max_ops):
-                if self._stop.is_set():
-                    return
+            while not self._stop.is_set():
                 call = generator.next(process)
                 node, address = self._route(call.kind)
                 session.invoke(node, address, call.f, call.args)
