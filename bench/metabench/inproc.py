@@ -9,15 +9,12 @@ import os
 from metaserver.client import wire
 from metaserver.client.operations import Operations
 from metaserver.runner import Runner, open_namespace
-from metaserver.types import FileType
 
 
 def _as_runner_call(op: str, fields: dict) -> tuple[str, dict]:
     """The Runner operation and kwargs for a wire operation and its request fields."""
     if "slice" in fields:
         fields["slice"] = wire.slice_(fields["slice"])
-    if op == "create":      # the server runs Create as mknod of a regular file
-        return "mknod", {**fields, "type": FileType.REGULAR}
     return op, fields
 
 
