@@ -201,6 +201,11 @@ def start(config: ServerConfig) -> RunningServer:
 
 def serve(config: ServerConfig, grace: float = 5) -> int:
     """Serve until SIGTERM or SIGINT, then stop gracefully; returns the exit code."""
+    # Handlers first: a SIGTERM sent as soon as "serving" is logged must stop us
+    # gracefully, not kill us with the default action.
+    stop_requested = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop_requested.set())
     try:
         running = start(config)
     except StartError as exc:
@@ -208,9 +213,6 @@ def serve(config: ServerConfig, grace: float = 5) -> int:
         return EXIT_START_FAILED
     log.info("metaserver %s serving on %s %s", __version__, running.address,
              describe_engine(config.meta_url))
-    stop_requested = threading.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: stop_requested.set())
     stop_requested.wait()
     log.info("metaserver stopping")
     running.stop(grace)
