@@ -55,6 +55,9 @@ class Deployment:
     fsck of the final check. Subclasses start things in `_start()`."""
 
     name = ""
+    # What nemeses can do here: "links" (proxies()), "engine" (engine nodes apart from
+    # the metaservers), "failover" (promote() / rejoin()).
+    features: frozenset[str] = frozenset()
 
     def __init__(self) -> None:
         self.workdir: Path | None = None
@@ -221,6 +224,7 @@ class MariaDBDeployment(Deployment):
     proxy of its own ("db-n1" ...), so a nemesis can cut one server from the database."""
 
     name = "mariadb"
+    features = frozenset({"links", "engine"})
     SERVERS = 3
 
     def _start(self) -> None:
@@ -248,6 +252,7 @@ class FollowerDeployment(Deployment):
     link faults are replication faults. Roles change with promote() and rejoin()."""
 
     name = "follower"
+    features = frozenset({"links", "failover"})
 
     def _start(self) -> None:
         self._links: dict[str, FaultProxy] = {}
@@ -314,6 +319,8 @@ class FollowerDeployment(Deployment):
 
     # --- heal and final check -----------------------------------------------------------
     def heal(self) -> dict:
+        for proxy in self._links.values():     # links not in use too (a deposed node's)
+            proxy.clear()
         done = super().heal()
         for name in self.follower_names():
             wait_for(lambda: self.status(name).connected, SERVE_TIMEOUT_S,
