@@ -302,6 +302,8 @@ class FollowerDeployment(Deployment):
             reply = replication_pb2_grpc.ReplicationStub(channel).Promote(
                 rpb.PromoteRequest(force=force, timeout_s=timeout), timeout=timeout + 30)
         self._roles[old], self._roles[name] = "deposed", "primary"
+        server = self._metaservers[name].server
+        server.follow, server.rejoin = "", False     # a restart keeps it the primary
         return reply
 
     def rejoin(self, name: str, *, rejoin: bool) -> rpb.StatusReply:

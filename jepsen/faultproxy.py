@@ -100,8 +100,13 @@ class FaultProxy:
             self._loop.call_soon_threadsafe(self._loop.stop)
 
     async def _shutdown(self) -> None:
-        """Close the listener and end every connection's tasks, so none is left pending."""
+        """Close the listener and end every connection's tasks, so none is left pending.
+        Connections are aborted first, so their accept tasks end by themselves (asyncio
+        logs a traceback for a cancelled one)."""
         self._server.close()
+        for writer in list(self._open):
+            writer.transport.abort()
+        await asyncio.sleep(0.05)
         tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
         for task in tasks:
             task.cancel()
@@ -161,13 +166,12 @@ class FaultProxy:
             writer.transport.abort()
 
     async def _paced(self, size: int, reply: bool) -> None:
-        """Wait for this direction's turn under the bandwidth cap, and take `size` bytes
-        of it (a chunk goes whole: the cap holds on average)."""
+        """Wait until `size` more bytes would have crossed this direction's capped link
+        (after what is queued before them): a chunk goes whole when it has."""
         now = asyncio.get_running_loop().time()
-        start = max(now, self._next_send[reply])
-        self._next_send[reply] = start + size / self.bandwidth
-        if start > now:
-            await asyncio.sleep(start - now)
+        done = max(now, self._next_send[reply]) + size / self.bandwidth
+        self._next_send[reply] = done
+        await asyncio.sleep(done - now)
 
 
 async def _as_coroutine(fn):
