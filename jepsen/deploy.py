@@ -18,12 +18,14 @@ followers, checks they reached the primary's last sequence).
                                                                    "deposed" (a former
             primary between a promote and its rejoin: clients may still reach it)
   galera    a 3-node MariaDB Galera cluster, one metaserver per node, each through
-            its own FaultProxy                                     "server"
+            its own FaultProxy; `unavailable("galera")` says why it cannot run (no
+            galera-4, or no metaserver.testing.galera helper yet)   "server"
 """
 
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import os
 import shutil
 import subprocess
@@ -47,6 +49,7 @@ from metaserver.v1 import replication_pb2_grpc
 METACTL = os.path.join(os.path.dirname(sys.executable), "metactl")
 SERVE_TIMEOUT_S = 60          # a restarted server (or one behind a restarted engine)
 CATCH_UP_TIMEOUT_S = 30
+GALERA_PROVIDER = "/usr/lib/galera/libgalera_smm.so"
 _PROBE = RetryPolicy(attempts=1)
 
 
@@ -356,8 +359,32 @@ class FollowerDeployment(Deployment):
         return {"fsck": checked, "replication": replication}
 
 
+class GaleraDeployment(MariaDBDeployment):
+    """A 3-node MariaDB Galera cluster (metaserver.testing.galera), one metaserver per
+    node, each through its own proxy ("db-n1" ...).
+
+    Written against the helper's expected API, untested until it is committed:
+    `GaleraCluster()` starts the nodes; `.nodes` (each with `.proc`, `.start()` and its
+    SQL `.port`); `.new_database()` returns an engine URL; `.stop()` removes it all."""
+
+    name = "galera"
+
+    def _start(self) -> None:
+        from metaserver.testing.galera import GaleraCluster
+        cluster = GaleraCluster()
+        self._stack.callback(cluster.stop)
+        self._url = format_store(cluster.new_database())
+        self._proxies = {}
+        for i, node in enumerate(cluster.nodes, 1):
+            self._engines[f"galera{i}"] = EngineProcess(f"galera{i}", node)
+            proxy = self._add_proxy(f"127.0.0.1:{node.port}")
+            self._proxies[f"db-n{i}"] = proxy
+            self._add_metaserver(f"n{i}", via(self._url, proxy))
+
+
 DEPLOYMENTS: dict[str, type[Deployment]] = {
-    cls.name: cls for cls in (RocksDBDeployment, MariaDBDeployment, FollowerDeployment)}
+    cls.name: cls for cls in (RocksDBDeployment, MariaDBDeployment, FollowerDeployment,
+                              GaleraDeployment)}
 
 
 def unavailable(name: str) -> str | None:
@@ -365,4 +392,9 @@ def unavailable(name: str) -> str | None:
     if name in ("mariadb", "galera") and shutil.which("mariadbd", path=os.environ.get(
             "PATH", "") + ":/usr/sbin") is None:
         return "mariadbd is not installed (apt-get install mariadb-server)"
+    if name == "galera":
+        if not os.path.exists(GALERA_PROVIDER):
+            return f"{GALERA_PROVIDER} is missing (apt-get install galera-4 rsync)"
+        if importlib.util.find_spec("metaserver.testing.galera") is None:
+            return "metaserver/testing/galera.py (the Galera cluster helper) is not there yet"
     return None

@@ -32,15 +32,20 @@ from __future__ import annotations
 import glob
 import os
 import random
+import time
 from pathlib import Path
+
+import grpc
 
 from jepsen.deploy import DEPLOYMENTS, Deployment, FollowerDeployment
 from jepsen.faultproxy import FaultProxy
 from metaserver import rollback
+from metaserver.v1 import replication_pb2 as rpb
 
 FAKETIME_LIB = "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1"
 FAKETIME_SITE = str(Path(__file__).resolve().parent / "faketime_site")
 PROMOTE_TIMEOUT_S = 10.0
+PROMOTE_RETRY_S = 20.0
 
 
 class Nemesis:
@@ -203,7 +208,7 @@ class Switchover(Nemesis):
         self.old = deployment.primary_name()
         target = rng.choice(deployment.follower_names())
         self.cut(deployment)
-        reply = deployment.promote(target, force=self.forced, timeout=PROMOTE_TIMEOUT_S)
+        reply = self.promote(deployment, target)
         at = [reply.promoted_at_epoch, reply.promoted_at_seq]
         done = {"target": target, "old_primary": self.old, "epoch": reply.epoch, "at": at,
                 "forced": self.forced}
@@ -213,6 +218,20 @@ class Switchover(Nemesis):
 
     def cut(self, deployment: FollowerDeployment) -> None:
         """What happens to the old primary first (nothing: it answers)."""
+
+    def promote(self, deployment: FollowerDeployment, target: str) -> rpb.PromoteReply:
+        """Promote, run again while it is refused, as an operator would: a switchover
+        promotes nothing when the old primary cannot be fenced yet (the follower's
+        channel to a just-restarted primary may still be reconnecting)."""
+        deadline = time.monotonic() + PROMOTE_RETRY_S
+        while True:
+            try:
+                return deployment.promote(target, force=self.forced, timeout=PROMOTE_TIMEOUT_S)
+            except grpc.RpcError as exc:
+                if (exc.code() != grpc.StatusCode.FAILED_PRECONDITION or self.forced
+                        or time.monotonic() > deadline):
+                    raise
+            time.sleep(0.5)
 
     def heal(self, deployment: FollowerDeployment) -> dict:
         state = deployment.rejoin(self.old, rejoin=self.forced)

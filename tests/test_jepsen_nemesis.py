@@ -61,7 +61,7 @@ def _all_serve(d: Deployment) -> None:
     for name, address, role in d.servers():
         # Retried as the harness's clients do: a follower's first forward after the
         # primary restarted may find its channel still reconnecting (EIO, same id).
-        with Client(address, timeout=5, retry=RetryPolicy(attempts=3)) as c:
+        with Client(address, timeout=5, retry=RetryPolicy(attempts=8)) as c:
             c.create(ROOT_INO, _unique("f"))
         with Client(address, timeout=5, retry=ONCE) as c:
             assert c.getattr(ROOT_INO).ino == ROOT_INO
@@ -134,6 +134,8 @@ def _server_of(d: Deployment, started: dict) -> str:
         return procs[target].address
     if target.startswith("db-"):        # a metaserver's link to its database
         return procs[target[3:]].address
+    if target.startswith("galera"):     # the database node under metaserver nN
+        return procs["n" + target[len("galera"):]].address
     return d.primary()
 
 
