@@ -3,7 +3,8 @@
 # Extra args go to pytest, e.g. `scripts/test.sh -k model`.
 # The MariaDB and PostgreSQL tests start private servers from Debian's mariadb-server and
 # postgresql packages: installed here when missing (unless METASERVER_TEST_MYSQL_URL names
-# a MariaDB/MySQL server to use instead).
+# a MariaDB/MySQL server to use instead). The Galera tests start a 3-node cluster of
+# mariadbd with galera-4 (state transfers by rsync): both installed here when missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh --test
@@ -13,6 +14,12 @@ if [ -z "${METASERVER_TEST_MYSQL_URL:-}" ] && ! PATH="$PATH:/usr/sbin" command -
 fi
 if ! ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1; then
   missing+=(postgresql)
+fi
+if [ ! -e /usr/lib/galera/libgalera_smm.so ]; then
+  missing+=(galera-4)
+fi
+if ! command -v rsync >/dev/null; then
+  missing+=(rsync)
 fi
 if [ ${#missing[@]} -gt 0 ]; then
   apt-get update -qq

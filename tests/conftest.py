@@ -138,3 +138,15 @@ def server():
 def client(server):
     with Client(server.address) as c:
         yield c
+
+
+@pytest.fixture(scope="session")
+def galera_cluster():
+    """A private 3-node MariaDB Galera cluster on loopback for the session. Skipped,
+    with the reason, where its packages are missing (scripts/test.sh installs them)."""
+    from metaserver.testing.galera import GaleraCluster
+    missing = GaleraCluster.missing()
+    if missing:
+        pytest.skip(f"Galera: {missing}")
+    with GaleraCluster() as cluster:
+        yield cluster
