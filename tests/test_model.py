@@ -1,7 +1,7 @@
 """The namespace operations against the model file system: results and errnos, step by step.
 
 A hypothesis state machine drives random operations through the Runner and through
-tests/model_fs.py side by side, on the memory and the RocksDB engine (RocksDB also
+metaserver/testing/model_fs.py side by side, on the memory and the RocksDB engine (RocksDB also
 restarts mid-run). After every step the whole tree must equal the model and fsck must
 find nothing. Cases where Linux's errno depends on the order of its checks are pinned
 one by one at the end.
@@ -31,7 +31,7 @@ from metaserver.fsck import fsck
 from metaserver.ops import OPS
 from metaserver.runner import Runner
 from metaserver.types import ROOT_INO, Attr, Entry, FileType, SetAttrMask
-from model_fs import EXCHANGE, NOREPLACE, WHITEOUT, ModelFS
+from metaserver.testing.model_fs import EXCHANGE, NOREPLACE, WHITEOUT, ModelFS
 
 # Applied to these tests only: load_profile would change every hypothesis test in the run.
 _COMMON = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow])

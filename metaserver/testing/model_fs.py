@@ -194,6 +194,10 @@ class ModelFS:
             raise FsError(errno.EINVAL)
         return self._create(parent, name, Node(type, mode & 0o7777))
 
+    def create(self, *, parent: int, name: bytes, mode: int = 0o644) -> int:
+        """The service's create: mknod of a regular file."""
+        return self.mknod(parent=parent, name=name, mode=mode)
+
     def mkdir(self, *, parent: int, name: bytes, mode: int = 0o755) -> int:
         return self._create(parent, name, Node(DIR, mode & 0o7777, nlink=2))
 
@@ -289,6 +293,12 @@ class ModelFS:
             self.nodes[new].nlink += 1
 
     # --- attributes ---------------------------------------------------------------------
+    def getattr(self, *, ino: int) -> dict:
+        """The modelled attributes, keyed as the harness records a getattr."""
+        n = self.node(ino)
+        return {"ino": ino, "type": int(n.type), "mode": n.mode, "size": n.size,
+                "nlink": n.nlink}
+
     def setattr(self, *, ino: int, mask: int, mode: int = 0, size: int = 0) -> int:
         assert not mask & ~int(SetAttrMask.MODE | SetAttrMask.SIZE), "only mode and size modelled"
         n = self.node(ino)
