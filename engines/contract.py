@@ -6,7 +6,8 @@ Drivers stay thin; all file-system logic lives above this line.
 
 Errors a driver raises are the classes below, never the engine's own exceptions:
 the runner retries ``TxnConflict`` and ``CommitUnknown`` (the latter is safe only
-because mutations carry request ids) and reports ``EngineUnavailable`` to clients.
+because mutations carry request ids) and ``EngineUnavailable`` for a short while, then
+reports it to clients; ``OutOfCluster`` at once.
 """
 
 from __future__ import annotations
@@ -43,6 +44,12 @@ class CommitUnknown(EngineError):
 
 class EngineUnavailable(EngineError):
     """The engine cannot be reached or has failed; nothing was applied."""
+
+
+class OutOfCluster(EngineUnavailable):
+    """The node this process talks to says it is not part of its cluster's primary
+    component (Galera error 1047): it refuses queries until it rejoins, which takes
+    seconds. Not worth retrying here; the client may retry later, or elsewhere."""
 
 
 # What a caller may retry from the start: nothing was applied, or (CommitUnknown) the

@@ -31,13 +31,21 @@ in-memory history:
 REPEATABLE READ alone would allow lost updates and write skew; the validation above
 is what makes every transaction serializable (tests/test_sql_engine.py shows both).
 
-Errors are mapped to the contract's classes in one place, `classify`. A pooled
-connection the server dropped (a restart) is replaced when a transaction's first
-statement finds it dead; nothing was read yet, so that retry is invisible.
+Errors are mapped to the contract's classes in one place, `classify`, and so are
+errors of the rollback that gives a connection back to the pool (`_pooled`): Galera
+repeats a cancelled commit's deadlock there, and a node outside the cluster refuses
+it. A pooled connection the server dropped (a restart) is replaced when a
+transaction's first statement finds it dead; nothing was read yet, so that retry is
+invisible. The pool rolls back whatever a returned connection still has open.
+
+On MariaDB Galera (found by asking the server, `wsrep_on`) every connection reads
+causally (`wsrep_sync_wait=1`): a snapshot shows every commit acknowledged by any node
+before it began (docs/engines.md, "Galera").
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
 import threading
@@ -58,6 +66,7 @@ from engines.contract import (
     Engine,
     EngineError,
     EngineUnavailable,
+    OutOfCluster,
     Txn,
     TxnConflict,
     changelog_key,
@@ -114,23 +123,27 @@ def _upsert(dialect: str):
 # Server error numbers (MySQL protocol) and SQLSTATEs meaning "this transaction lost a
 # race and was rolled back; run it again".
 _MYSQL_RETRY = {
-    1205,   # lock wait timeout
-    1213,   # deadlock
+    1213,   # deadlock (Galera: also a commit that lost certification to another node's)
     1020,   # MariaDB innodb_snapshot_isolation: record changed since the snapshot
     8002, 8022, 8028, 9007,   # TiDB: cannot retry, retryable txn error, schema changed, write conflict
     6002, 6210,               # OceanBase: transaction rolled back, transaction timeout
 }
 _SQLSTATE_RETRY = {"40001", "40P01", "55P03"}     # serialization failure, deadlock, lock not available
 _SQLITE_RETRY = {sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED}
+# Galera: "WSREP has not yet prepared node for application use", the node is outside the
+# primary component. (While it finds out, statements fail with 1205 lock wait timeout or
+# 1180 error during commit: plain unavailability, like any error not named here.)
+_MYSQL_OUT_OF_CLUSTER = 1047
 
 
 def classify(exc: BaseException, committing: bool = False) -> EngineError:
     """The contract error for a database error; the only place that decides.
 
-    Lost races (deadlock, lock wait timeout, serialization failure, busy database,
-    duplicate key) are TxnConflict. Anything else is EngineUnavailable while nothing
-    can have been applied, but CommitUnknown during COMMIT: a connection lost there
-    may have lost only the answer (the runner's request ids settle it)."""
+    Lost races (deadlock, serialization failure, busy database, duplicate key) are
+    TxnConflict. Anything else is EngineUnavailable (OutOfCluster when a Galera node
+    says it left the primary component) while nothing can have been applied, but
+    CommitUnknown during COMMIT: a connection lost there may have lost only the answer
+    (the runner's request ids settle it)."""
     if isinstance(exc, EngineError):
         return exc
     orig = getattr(exc, "orig", None) or exc
@@ -145,6 +158,8 @@ def classify(exc: BaseException, committing: bool = False) -> EngineError:
         return TxnConflict(message)
     if committing:
         return CommitUnknown(message)
+    if code == _MYSQL_OUT_OF_CLUSTER and not isinstance(orig, sqlite3.Error):
+        return OutOfCluster(message)
     return EngineUnavailable(message)
 
 
@@ -153,6 +168,34 @@ def _run(conn: sa.Connection, stmt, params: Any = None):
         return conn.execute(stmt, params)
     except sa_exc.SQLAlchemyError as exc:
         raise classify(exc) from exc
+
+
+@contextlib.contextmanager
+def _pooled(conn: sa.Connection) -> Iterator[sa.Connection]:
+    """`conn` inside the block, back to the pool after it (rolling back what is open).
+
+    The rollback can fail like any statement. If the block raised, its error is the
+    cause and stands (a failed reset makes the pool discard the connection); else the
+    rollback's own error is classified."""
+    try:
+        yield conn
+    except BaseException:
+        _discard(conn)
+        raise
+    _close(conn)
+
+
+def _close(conn: sa.Connection) -> None:
+    try:
+        conn.close()
+    except sa_exc.SQLAlchemyError as exc:
+        raise classify(exc) from exc
+
+
+def _discard(conn: sa.Connection) -> None:
+    """Close while another error is on its way out: that one is the cause."""
+    with contextlib.suppress(sa_exc.SQLAlchemyError):
+        conn.close()
 
 
 def _end(conn: sa.Connection, committing: bool = False) -> None:
@@ -203,9 +246,10 @@ class SqlEngine(Engine):
         # Connecting creates a missing SQLite file: look first, as for every engine.
         if self._dialect == "sqlite" and not create and not os.path.isfile(sa_url.database):
             raise NotFormatted(url)
-        # Transactions end themselves (COMMIT, or ROLLBACK on close): no reset on return.
+        # A connection goes back to the pool with no transaction open, whatever happened
+        # to the one it had: else its next user would read inside an old snapshot.
         options: dict[str, Any] = dict(pool_size=16, max_overflow=48, pool_timeout=10,
-                                       pool_recycle=3600, pool_reset_on_return=None)
+                                       pool_recycle=3600, pool_reset_on_return="rollback")
         # The write transaction's settings (see the module docstring).
         self._write_options: dict[str, Any] = {}
         if self._dialect == "sqlite":
@@ -221,6 +265,8 @@ class SqlEngine(Engine):
             raise EngineUnavailable(f"{url}: {exc}") from exc
         if self._dialect == "sqlite":
             _sqlite_transactions(self._sa)
+        elif self._dialect in ("mysql", "mariadb"):
+            _galera_causal_reads(self._sa)
         self._upsert = _upsert(self._dialect)
         self._group = _GroupCommit(self._commit_batch)
         self._open_txns = OpenTransactions()
@@ -246,7 +292,7 @@ class SqlEngine(Engine):
             if not exists:
                 raise NotFormatted(self.url)
         conn, _ = self._connect(read_seq=False)
-        try:
+        with _pooled(conn):
             if _run(conn, _READ_SEQ).first() is None:
                 # A table filled by other means (a load) resumes after its newest record.
                 newest = _run(conn, _SCAN_DESC, {"lo": CHANGELOG_PREFIX, "hi": CHANGELOG_END,
@@ -259,8 +305,6 @@ class SqlEngine(Engine):
                     pass    # another process inserted it first
                 except sa_exc.SQLAlchemyError as exc:
                     raise classify(exc) from exc
-        finally:
-            conn.close()
 
     # --- connections --------------------------------------------------------------------
     def _connect(self, read_seq: bool = True) -> tuple[sa.Connection, int]:
@@ -277,7 +321,7 @@ class SqlEngine(Engine):
             try:
                 return conn, decode_seq(conn.execute(_READ_SEQ).scalar()) if read_seq else 0
             except sa_exc.DBAPIError as exc:
-                conn.close()
+                _discard(conn)
                 if attempt or not exc.connection_invalidated:
                     raise classify(exc) from exc
         raise AssertionError("unreachable")
@@ -304,17 +348,14 @@ class SqlEngine(Engine):
 
     @staticmethod
     def _release(txn: OccTxn) -> None:
-        txn.reader.conn.close()     # which rolls back what is open
+        _close(txn.reader.conn)     # which rolls back what is open
 
     def _commit(self, txn: OccTxn, header: bytes, wait_durable: bool) -> int | None:
-        conn = txn.reader.conn
-        try:
+        with _pooled(txn.reader.conn) as conn:
             if not txn.writes:
                 return None
             _end(conn)      # the snapshot; nothing was written in it
             return self._group.commit(_Pending(txn, header), conn)
-        finally:
-            conn.close()
 
     def _commit_batch(self, batch: list[_Pending], conn: sa.Connection) -> None:
         """One write transaction for the commits of many threads: they validate in
@@ -358,7 +399,7 @@ class SqlEngine(Engine):
 
     def last_seq(self) -> int:
         conn, seq = self._connect()
-        conn.close()
+        _close(conn)
         return seq
 
     def trim_changes(self, keep: int) -> int:
@@ -366,7 +407,7 @@ class SqlEngine(Engine):
         dropped = 0
         while True:
             conn, _ = self._connect(read_seq=False)
-            try:
+            with _pooled(conn):
                 upto = self._lock_seq(conn) - keep
                 oldest = _run(conn, _SCAN, {"lo": CHANGELOG_PREFIX, "hi": CHANGELOG_END,
                                             "n": 1}).first()
@@ -377,18 +418,14 @@ class SqlEngine(Engine):
                 _run(conn, _DELETE_RANGE, {"lo": changelog_key(first), "hi": changelog_key(stop)})
                 _end(conn, committing=True)
                 dropped += stop - first
-            finally:
-                conn.close()
 
     def disk_usage(self) -> int | None:
         query = _SIZE_QUERIES.get(self._dialect)
         if query is None:
             return None
         conn, _ = self._connect(read_seq=False)
-        try:
+        with _pooled(conn):
             value = _run(conn, sa.text(query)).scalar()
-        finally:
-            conn.close()
         return None if value is None else int(value)
 
     def close(self) -> None:
@@ -444,10 +481,8 @@ class _GroupCommit:
 
 def _stream(conn: sa.Connection, start: bytes, end: bytes) -> Iterator[tuple[bytes, bytes]]:
     """snapshot_scan's rows: pages from the pinned snapshot, then the connection back."""
-    try:
+    with _pooled(conn):
         yield from _Reader(conn).scan(start, end, reverse=False, page=_MAX_PAGE)
-    finally:
-        conn.close()
 
 
 def _driver_url(url: str) -> str:
@@ -474,3 +509,21 @@ def _sqlite_transactions(engine: sa.Engine) -> None:
     @sa.event.listens_for(engine, "begin")
     def _begin(conn: sa.Connection) -> None:
         conn.exec_driver_sql(conn.get_execution_options().get("sqlite_begin", "BEGIN"))
+
+
+def _galera_causal_reads(engine: sa.Engine) -> None:
+    """On a Galera node, causal reads on every connection: each read first waits until
+    the node has applied every commit the cluster had when it was sent. Without it a
+    node serves reads from before commits acknowledged by other nodes (by ~6 s after a
+    pause). Asked per connection, so no URL needs to say it."""
+
+    @sa.event.listens_for(engine, "connect")
+    def _connect(dbapi_conn, _record) -> None:
+        cursor = dbapi_conn.cursor()
+        try:
+            cursor.execute("SHOW VARIABLES LIKE 'wsrep_on'")
+            row = cursor.fetchone()
+            if row is not None and row[1] == "ON":
+                cursor.execute("SET SESSION wsrep_sync_wait = 1")
+        finally:
+            cursor.close()

@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from engines import changelog, open_engine
 from engines import sql as sqlmod
 from engines.contract import (CHANGELOG_END, CHANGELOG_PREFIX, CommitUnknown, EngineError,
-                              EngineUnavailable, TxnConflict)
+                              EngineUnavailable, OutOfCluster, TxnConflict)
 
 from conftest import free_port, fresh_engine_url
 
@@ -241,7 +241,10 @@ def dbapi(orig) -> sa.exc.DBAPIError:
 
 @pytest.mark.parametrize("orig, committing, expected", [
     (pymysql.err.OperationalError(1213, "Deadlock found"), False, TxnConflict),
-    (pymysql.err.OperationalError(1205, "Lock wait timeout exceeded"), True, TxnConflict),
+    (pymysql.err.OperationalError(1205, "Lock wait timeout exceeded"), False, EngineUnavailable),
+    (pymysql.err.OperationalError(1180, "Got error 6 during COMMIT"), True, CommitUnknown),
+    (pymysql.err.OperationalError(1047, "WSREP has not yet prepared node"), False, OutOfCluster),
+    (pymysql.err.OperationalError(1047, "WSREP has not yet prepared node"), True, CommitUnknown),
     (pymysql.err.OperationalError(2006, "MySQL server has gone away"), False, EngineUnavailable),
     (pymysql.err.OperationalError(2013, "Lost connection during query"), False, EngineUnavailable),
     (pymysql.err.OperationalError(2013, "Lost connection during query"), True, CommitUnknown),
