@@ -18,14 +18,12 @@ followers, checks they reached the primary's last sequence).
                                                                    "deposed" (a former
             primary between a promote and its rejoin: clients may still reach it)
   galera    a 3-node MariaDB Galera cluster, one metaserver per node, each through
-            its own FaultProxy; `unavailable("galera")` says why it cannot run (no
-            galera-4, or no metaserver.testing.galera helper yet)   "server"
+            its own FaultProxy (metaserver.testing.galera)           "server"
 """
 
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import os
 import shutil
 import subprocess
@@ -49,7 +47,6 @@ from metaserver.v1 import replication_pb2_grpc
 METACTL = os.path.join(os.path.dirname(sys.executable), "metactl")
 SERVE_TIMEOUT_S = 60          # a restarted server (or one behind a restarted engine)
 CATCH_UP_TIMEOUT_S = 30
-GALERA_PROVIDER = "/usr/lib/galera/libgalera_smm.so"
 _PROBE = RetryPolicy(attempts=1)
 
 
@@ -361,11 +358,8 @@ class FollowerDeployment(Deployment):
 
 class GaleraDeployment(MariaDBDeployment):
     """A 3-node MariaDB Galera cluster (metaserver.testing.galera), one metaserver per
-    node, each through its own proxy ("db-n1" ...).
-
-    Written against the helper's expected API, untested until it is committed:
-    `GaleraCluster()` starts the nodes; `.nodes` (each with `.proc`, `.start()` and its
-    SQL `.port`); `.new_database()` returns an engine URL; `.stop()` removes it all."""
+    node, each through its own proxy ("db-n1" ...) to its node's SQL port. A killed
+    node rejoins by a full SST when started again."""
 
     name = "galera"
 
@@ -393,8 +387,6 @@ def unavailable(name: str) -> str | None:
             "PATH", "") + ":/usr/sbin") is None:
         return "mariadbd is not installed (apt-get install mariadb-server)"
     if name == "galera":
-        if not os.path.exists(GALERA_PROVIDER):
-            return f"{GALERA_PROVIDER} is missing (apt-get install galera-4 rsync)"
-        if importlib.util.find_spec("metaserver.testing.galera") is None:
-            return "metaserver/testing/galera.py (the Galera cluster helper) is not there yet"
+        from metaserver.testing.galera import GaleraCluster
+        return GaleraCluster.missing()
     return None
