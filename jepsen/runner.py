@@ -120,10 +120,13 @@ class Run:
         servers = self.deployment.servers()
         if kind == READ:
             followers = [s for s in servers if s[2] == "follower"]
-            node, address, _ = self._rng.choice(followers or servers)
+            node, address, _ = self._rng.choice(followers or [s for s in servers
+                                                              if s[2] != "deposed"])
             return node, address
+        # A deposed primary (promoted over, not yet rejoined) gets writes too: it must
+        # refuse them.
         primary = self.deployment.primary()
-        writable = [s for s in servers if s[2] in ("server", "follower")
+        writable = [s for s in servers if s[2] in ("server", "follower", "deposed")
                     or s[1] == primary]
         node, address, _ = self._rng.choice(writable)
         return node, address
