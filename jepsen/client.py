@@ -22,7 +22,7 @@ from metaserver.client import Client, RetryPolicy
 from metaserver.client.errors import ERRNO_KEY
 from metaserver.client.session import (APPLIED_SEQ_END_KEY, APPLIED_SEQ_KEY, COMMIT_SEQ_KEY,
                                        EPOCH_KEY)
-from metaserver.types import Attr, Entry
+from metaserver.types import READDIR_MAX, Attr, Entry
 
 READS = frozenset({"getattr", "lookup", "readdir", "getxattr", "listxattr", "readlink",
                    "statfs"})
@@ -74,9 +74,7 @@ class Session:
         client, trailers = self._client(address)
         trailers.values = {}
         try:
-            result = getattr(client, f)(**wire_args(args))
-            if f == "readdir":
-                result = list(result)
+            result = call(client, f, args)
         except OSError as exc:
             return self.recorder.record(self.process, _outcome(f, exc, trailers.values), f,
                                         {"args": args}, node=node,
@@ -97,6 +95,18 @@ class Session:
         for other, _ in self._clients.values():
             if other is not client:
                 other.advance_session(token)
+
+
+def call(client: Client, f: str, args: dict[str, Any]) -> Any:
+    """Make one call. A listing is one page, hence one snapshot: the client library's
+    readdir fetches pages in separate calls, and their union is no state at all."""
+    if f == "readdir":
+        page = client.readdir_page(args["ino"], limit=READDIR_MAX)
+        if page.cursor:
+            raise OSError(errno.EFBIG, f"directory {args['ino']} holds more than "
+                          f"{READDIR_MAX} entries: one page cannot list it")
+        return page.entries
+    return getattr(client, f)(**wire_args(args))
 
 
 def _outcome(f: str, exc: OSError, trailers: dict[str, str]) -> str:

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from jepsen import checkers, report
-from jepsen.client import Session, plain_result, wire_args
+from jepsen.client import Session, call, plain_result
 from jepsen.deploy import DEPLOYMENTS
 from jepsen.history import FINAL, INFO, NEMESIS, OK, Recorder
 from jepsen.nemesis import NEMESES
@@ -175,9 +175,8 @@ class Run:
         self.recorder.record(FINAL, OK, "fsck", {"result": self.deployment.final_check()["fsck"]})
 
     def _final(self, client: Client, node: str, f: str, args: dict) -> None:
-        result = getattr(client, f)(**wire_args(args))
         self.recorder.record(FINAL, OK, f, {"args": args, "result": plain_result(
-            list(result) if f == "readdir" else result)}, node=node)
+            call(client, f, args))}, node=node)
 
 
 def _walk(client: Client) -> list[list]:

@@ -9,7 +9,7 @@ arguments with real inode numbers. `finals` lists the reads made after the heal,
 results the lost-write checks compare with what was acknowledged.
 
   register  setattr size / getattr on a few files: one register per path
-  set       unique creates in one shared directory, with occasional listings
+  set       unique creates in a few shared directories, with occasional listings
   rename    a rename storm across directories, including the cycle pair
             (a -> b/d/e/a while b/d -> a/c/d), and files shuffled between directories
   links     hard-link churn: link, unlink, nlink and listings of one directory
@@ -86,18 +86,21 @@ class Register(Workload):
 class UniqueSet(Workload):
     name = "set"
 
+    DIRS = 8        # a listing is one page (at most READDIR_MAX names): spread the names
+
     def setup(self, setup: Setup) -> None:
-        self.dir = setup.make("mkdir", parent=ROOT_INO, name="set")
+        top = setup.make("mkdir", parent=ROOT_INO, name="set")
+        self.dirs = [setup.make("mkdir", parent=top, name=f"s{i}") for i in range(self.DIRS)]
         self._names: dict[int, itertools.count] = {}
 
     def next(self, rng: random.Random, process: int) -> Call:
         if rng.random() < 0.03:
-            return Call(READ, "readdir", {"ino": self.dir})
+            return Call(READ, "readdir", {"ino": rng.choice(self.dirs)})
         n = next(self._names.setdefault(process, itertools.count()))
-        return Call(WRITE, "create", {"parent": self.dir, "name": f"p{process}-{n}"})
+        return Call(WRITE, "create", {"parent": rng.choice(self.dirs), "name": f"p{process}-{n}"})
 
     def finals(self) -> list[Call]:
-        return [Call(READ, "readdir", {"ino": self.dir})]
+        return [Call(READ, "readdir", {"ino": ino}) for ino in self.dirs]
 
 
 class RenameStorm(Workload):
