@@ -246,7 +246,7 @@ def test_info_create_is_applied_when_observed():
     h.call(2, "readdir", ["a", "b", "c"], ino=100)
     results = check_all(finish(h, names=("a", "b", "c")))
     assert results["replay"]["valid"] is True and results["lost"]["valid"] is True
-    assert results["replay"]["info_applied"] == 1
+    assert results["replay"]["applied_on_evidence"] == 1
 
 
 def test_model_refusing_an_acknowledged_mutation():

@@ -5,12 +5,14 @@ commit positions.
 Commit order: ok mutations (and info ones that carry a seq: they happened) sorted by
 (epoch, seq), without the commits a promotion lost (OLD_EPOCH with seq > FORK_SEQ).
 A *position* p is the state after the first p commits of that order (0: before any).
+Commits sharing one seq are "floating": the seq is an upper bound of each one's.
 """
 
 from __future__ import annotations
 
 import bisect
 import math
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -116,6 +118,10 @@ class History:
         self.commits = sorted((c for c in self.calls if self.positioned(c)),
                               key=lambda c: (c.seq, c.start))
         self._keys = [c.seq for c in self.commits]
+        # A retried request is answered with the newest sequence, not its own: a seq that
+        # several commits report only bounds each from above.
+        shared = Counter(self._keys)
+        self.floating = {c.id for c in self.commits if shared[c.seq] > 1}
         self._by_end = sorted((c for c in self.commits if c.type == OK), key=lambda c: c.end)
         self._ends = [c.end for c in self._by_end]
         self._acked = _running_max(self._positions(self._by_end))

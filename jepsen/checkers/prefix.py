@@ -26,7 +26,8 @@ def check(ops) -> dict:
         own_write: Call | None = None       # the newest acknowledged, in commit order
         for c in calls:                     # invocation order: one call at a time
             if not c.is_read:
-                if h.lost_by_fork(c.seq) is None and (own_write is None or c.seq > own_write.seq):
+                if h.lost_by_fork(c.seq) is None and c.id not in h.floating and \
+                        (own_write is None or c.seq > own_write.seq):
                     own_write = c
                 continue
             if newest_read is not None and c.seq < newest_read.seq:

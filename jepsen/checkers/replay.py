@@ -8,7 +8,9 @@ included). A read naming an inode never revealed is left unchecked.
 Info mutations without a seq may or may not have happened. The replay applies one only
 when a later call disagrees with the model on an inode that info call names, and it was
 invoked before that call completed: the disagreement is the evidence it happened. The
-others stay "indeterminate" (a figure). A follower read (one with a seq) that matches no
+others stay "indeterminate" (a figure). Floating commits (History.floating: their seq
+is only an upper bound) are applied the same way, and at their seq at the latest; one
+applied on evidence lands after the call that needed it, so its own result is not checked. A follower read (one with a seq) that matches no
 state of its window is the prefix checker's anomaly, not this one's; final observations
 are matched at the last position and their differences are the lost-write checker's.
 """
@@ -62,11 +64,11 @@ class _Replayer:
         # info mutations without a seq, by the real inodes they name
         self.pending: dict[int, list[Call]] = defaultdict(list)
         for c in h.calls:
-            if not c.is_read and c.type == INFO and c.seq is None:
-                self.out.figures["indeterminate"] += 1
+            if not c.is_read and (c.type == INFO and c.seq is None or c.id in h.floating):
+                self.out.figures["floating" if c.seq else "indeterminate"] += 1
                 for ino in c.inos:
                     self.pending[ino].append(c)
-        self.applied_info: set[int] = set()
+        self.applied: set[int] = set()
         self.touched: set[int] = set()           # model inodes the last apply() changed
         self.observed_fp: dict[int, tuple[int, int]] = {}    # op index -> its listing's
 
@@ -197,18 +199,21 @@ class _Replayer:
         for ino in call.inos:
             keep = []
             for info in self.pending.pop(ino, []):
-                if info.id in self.applied_info:
+                if info.id in self.applied:
                     continue
                 if info.start >= call.end:
                     keep.append(info)
                     continue
                 try:
-                    self.apply(info)
+                    value = self.apply(info)
                 except (FsError, Unmapped):
                     continue            # it cannot have happened here
-                self.applied_info.add(info.id)
-                self.out.figures["info_applied"] += 1
+                self.applied.add(info.id)
+                self.out.figures["applied_on_evidence"] += 1
                 applied = True
+                result = info.result      # floating: its true place was before `call`
+                if isinstance(result, dict) and "ino" in result:
+                    self.to_model.setdefault(result["ino"], value)
             if keep:
                 self.pending[ino] = keep
         return applied
@@ -276,7 +281,10 @@ class _Replayer:
         for p in range(len(h.commits) + 1):
             if p:
                 self.touched = set()
-                self.mutation(h.commits[p - 1])
+                commit = h.commits[p - 1]
+                if commit.id not in self.applied:     # a floating one may be in already
+                    self.applied.add(commit.id)
+                    self.mutation(commit)
                 for ino in self.touched:
                     for read in waiting.get(ino, ()):
                         if read.id not in done:

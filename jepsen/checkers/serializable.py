@@ -71,6 +71,8 @@ def _versions(h: History) -> dict[tuple, tuple[list[Call], list[object], list[in
     objects: dict[tuple, tuple[list, list, list]] = {}
     names: dict[tuple, set[str]] = defaultdict(set)
     for p, call in enumerate(h.commits, start=1):
+        if call.id in h.floating:
+            continue                    # its place in the version order is unknown
         for obj, change in _writes(call):
             if obj not in objects:
                 objects[obj] = ([], [0 if obj[0] == "size" else (0, 0)], [])
