@@ -64,8 +64,11 @@ class Session:
     def _client(self, address: str) -> tuple[Client, _LastTrailers]:
         if address not in self._clients:
             trailers = _LastTrailers()
+            # One session across servers: a new server's client starts where it stands.
+            token = max((c.session_token for c, _ in self._clients.values()), default=None)
             self._clients[address] = (Client(address, timeout=self.timeout, retry=self.retry,
-                                             interceptors=[trailers]), trailers)
+                                             interceptors=[trailers], session_token=token),
+                                      trailers)
         return self._clients[address]
 
     def invoke(self, node: str, address: str, f: str, args: dict[str, Any]):

@@ -184,6 +184,22 @@ def test_bare_grpc_deadline_keeps_its_mapping(scripted):
     assert info.value.filename == address
 
 
+def test_a_refused_retry_after_a_lost_answer_is_outcome_unknown(scripted):
+    """The first attempt of a mutation times out (it may have committed); the retry
+    meets a read-only server, which refuses before it looks at the request id. EROFS
+    would say "not done": the client says the outcome is unknown (EIO) instead."""
+    servicer, address = scripted
+    refused = ([("metaserver-errno", str(errno.EROFS))], grpc.StatusCode.FAILED_PRECONDITION)
+    servicer.script = [((), "sleep"), refused, refused]
+    with Client(address, timeout=0.3) as c:
+        with pytest.raises(OSError) as info:
+            c.mkdir(ROOT_INO, "b")
+        assert info.value.errno == errno.EIO and "outcome unknown" in str(info.value)
+        with pytest.raises(OSError) as info:     # no lost answer: EROFS stands
+            c.mkdir(ROOT_INO, "c")
+        assert info.value.errno == errno.EROFS
+
+
 # --- a real primary and follower ---------------------------------------------------------
 
 @pytest.fixture

@@ -143,14 +143,17 @@ class Client(Operations):
     def _rpc(self, rpc: str, request, mutating: bool, subjects: Sequence[bytes | None]):
         method = getattr(self._stub, rpc).with_call
         awaited: SessionToken | None = None
+        maybe_applied = False       # an earlier attempt of this mutation may have run
 
         def attempt():
-            nonlocal awaited
+            nonlocal awaited, maybe_applied
             awaited, headers = self._session.headers()   # anew: a retry sends the newest
             try:
                 reply, call = method(request, timeout=self.timeout, metadata=headers)
             except grpc.RpcError as exc:
                 self._session.observe(exc.trailing_metadata())
+                if mutating:
+                    maybe_applied = maybe_applied or errors.outcome_unknown(exc)
                 raise
             self._session.observe(call.trailing_metadata())
             return reply
@@ -158,6 +161,13 @@ class Client(Operations):
             return self.retry.run(attempt, mutating)
         except grpc.RpcError as exc:
             error = errors.from_rpc_error(exc, self.address, subjects)
+            if maybe_applied and error.errno == errno.EROFS:
+                # A read-only answer never looks at the request id: it cannot say that
+                # an earlier attempt, whose answer was lost, did not commit.
+                error = errors.oserror(errno.EIO, f"outcome unknown: an attempt whose "
+                                       f"answer was lost may have committed, and the retry "
+                                       f"was refused ({error.strerror}); retry with the "
+                                       f"same request id", error.filename, error.batch_index)
             if awaited is not None and error.errno == errno.ETIMEDOUT and \
                     errors.answered(exc):
                 error = SessionTimeout(error.strerror, error.filename, awaited,

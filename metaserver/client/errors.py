@@ -48,6 +48,13 @@ def is_transient(exc: BaseException, mutating: bool) -> bool:
     return exc.code() in (TRANSIENT_MUTATION if mutating else TRANSIENT)
 
 
+def outcome_unknown(exc: grpc.RpcError) -> bool:
+    """A failed attempt the server may have applied anyway: it timed out, or the
+    connection was lost after the request could have been sent."""
+    return exc.code() in (grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.UNAVAILABLE,
+                          grpc.StatusCode.CANCELLED)
+
+
 def answered(exc: grpc.RpcError) -> bool:
     """Whether the metaserver itself failed the call (its errno trailer is there)."""
     return any(key == ERRNO_KEY for key, _ in exc.trailing_metadata() or ())
