@@ -10,6 +10,7 @@ whose commits share one log sync). The runner:
 * runs the operation, writes the usage delta, the request record and the change record
   header (operation + request id) in the same transaction, commits,
 * retries conflicts and unknown commits with jittered exponential backoff (tenacity),
+  an unavailable engine only briefly, never past the caller's deadline,
 * counts calls, errors, retries and latency (prometheus-client).
 """
 
@@ -27,7 +28,8 @@ import tenacity
 from prometheus_client import Counter, Histogram
 
 from engines import NotFormatted, is_ephemeral, open_engine
-from engines.contract import RETRYABLE, CommitUnknown, Engine, EngineUnavailable, TxnConflict
+from engines.contract import (RETRYABLE, CommitUnknown, Engine, EngineUnavailable, OutOfCluster,
+                              TxnConflict)
 from metaserver import schema
 from metaserver.errors import BatchError, FsError
 from metaserver.ops import INTERNAL_OPS, OPS, Op
@@ -42,9 +44,15 @@ RETRIES = Counter("metaserver_txn_retries_total", "Transaction attempts that wer
 
 MAX_ATOMIC_OPS = 256
 MAX_REQUEST_ID = 64
-# Retryable errors include EngineUnavailable (a lost connection, a restarting database):
-# retried within RETRY_SECONDS, so a dead engine fails fast with EIO.
+# Conflicts and unknown commits are retried within RETRY_SECONDS. An unavailable engine
+# (a lost connection, a restarting database, a cluster changing its membership) only
+# within UNAVAILABLE_RETRY_SECONDS: an outage longer than that is the client's to retry,
+# with its own policy, maybe on another server. An engine node outside its cluster's
+# primary component (OutOfCluster) is not retried here at all. No retry outlasts the
+# caller's deadline (less DEADLINE_MARGIN_S, for the answer to get there).
 RETRY_SECONDS = 10
+UNAVAILABLE_RETRY_SECONDS = 2
+DEADLINE_MARGIN_S = 0.1
 _WRITE = Op("unknown", None, True)   # unknown names take the write path, which reports them
 
 
@@ -131,13 +139,17 @@ class Runner:
         self._commits.seq = max(getattr(self._commits, "seq", 0), seq)
 
     # --- public entry points ------------------------------------------------------------
-    def call(self, op: str, request_id: bytes = b"", **kwargs):
+    def call(self, op: str, request_id: bytes = b"", *, deadline: float | None = None,
+             **kwargs):
+        """Run one operation. `deadline` (time.monotonic() seconds; every entry point
+        takes one) is when the caller stops waiting: retries end before it."""
         spec = _lookup(op)
         return self._timed(op, lambda: self._run(
             op, spec.mutating, request_id, lambda tx: spec.fn(tx, **kwargs),
-            calls=[(op, kwargs)]))
+            calls=[(op, kwargs)], deadline=deadline))
 
-    def call_atomic(self, calls: list[tuple[str, dict]], request_id: bytes = b"") -> list:
+    def call_atomic(self, calls: list[tuple[str, dict]], request_id: bytes = b"",
+                    deadline: float | None = None) -> list:
         """Run operations in order in one transaction; a failure applies none of them
         and raises BatchError naming the failed operation's index."""
         if not calls:
@@ -157,9 +169,10 @@ class Runner:
             return results
 
         return self._timed("atomic_batch", lambda: self._run(
-            "atomic_batch", mutating, request_id, body, calls=calls))
+            "atomic_batch", mutating, request_id, body, calls=calls, deadline=deadline))
 
-    def call_many(self, calls: list[tuple[str, bytes, dict]]) -> list:
+    def call_many(self, calls: list[tuple[str, bytes, dict]],
+                  deadline: float | None = None) -> list:
         """Independent operations (op, request id, kwargs), each its own transaction;
         commits are acknowledged together after one log sync. Each result is the
         operation's value or the FsError it raised. Consecutive reads share one
@@ -172,7 +185,7 @@ class Runner:
                 while end < len(calls) and not OPS.get(calls[end][0], _WRITE).mutating:
                     end += 1
                 if end > index:
-                    results += self._read_group(calls[index:end])
+                    results += self._read_group(calls[index:end], deadline)
                     index = end
                     continue
                 op, request_id, kwargs = calls[index]
@@ -180,7 +193,7 @@ class Runner:
                 try:
                     results.append(self._timed(op, lambda: self._run(
                         op, True, request_id, lambda tx: spec.fn(tx, **kwargs),
-                        wait_durable=False, calls=[(op, kwargs)])))
+                        wait_durable=False, calls=[(op, kwargs)], deadline=deadline)))
                 except FsError as exc:
                     results.append(exc)
                 index += 1
@@ -188,7 +201,7 @@ class Runner:
             self._durable()
         return results
 
-    def _read_group(self, calls: list[tuple[str, bytes, dict]]) -> list:
+    def _read_group(self, calls: list[tuple[str, bytes, dict]], deadline: float | None) -> list:
         def body(tx: MetaTx) -> list:
             results = []
             for op, _, kwargs in calls:
@@ -200,7 +213,7 @@ class Runner:
                     _record(op, start, exc)
                     results.append(exc)
             return results
-        return self._run("read_group", False, b"", body, wait_durable=False)
+        return self._run("read_group", False, b"", body, wait_durable=False, deadline=deadline)
 
     def call_internal(self, op: str, wait_durable: bool = True, **kwargs):
         spec = INTERNAL_OPS[op]
@@ -249,32 +262,51 @@ class Runner:
         return result
 
     def _run(self, label: str, mutating: bool, request_id: bytes, body: Callable,
-             wait_durable: bool = True, calls: list[tuple[str, dict]] | None = None):
+             wait_durable: bool = True, calls: list[tuple[str, dict]] | None = None,
+             deadline: float | None = None):
         if len(request_id) > MAX_REQUEST_ID:
             raise FsError(errno.EINVAL, f"request id longer than {MAX_REQUEST_ID} bytes")
         header = schema.change_header(label, request_id, calls) if mutating else b""
         args = (label, mutating, request_id, body, wait_durable, header)
+        started = time.monotonic()
         try:
             try:
                 return self._attempt(*args)
             except RETRYABLE as exc:   # the common case pays nothing for the retry loop
+                if isinstance(exc, OutOfCluster):
+                    raise
                 RETRIES.labels(label, type(exc).__name__).inc()
             retrying = tenacity.Retrying(
-                retry=tenacity.retry_if_exception_type(RETRYABLE),
-                stop=(tenacity.stop_after_attempt(self.max_attempts - 1)
-                      | tenacity.stop_after_delay(RETRY_SECONDS)),
+                retry=tenacity.retry_if_exception(
+                    lambda exc: isinstance(exc, RETRYABLE) and not isinstance(exc, OutOfCluster)),
+                stop=self._stop(started, deadline),
                 wait=tenacity.wait_random_exponential(multiplier=0.0002, max=0.5),
                 before_sleep=lambda state: RETRIES.labels(
                     label, type(state.outcome.exception()).__name__).inc(),
                 reraise=True)
             return retrying(self._attempt, *args)
         except TxnConflict as exc:
-            raise FsError(errno.EAGAIN, f"gave up after {self.max_attempts} conflicting "
-                          "attempts; try again") from exc
+            raise FsError(errno.EAGAIN, "gave up after conflicting attempts (the limit, or "
+                          "the deadline, was reached); try again") from exc
         except CommitUnknown as exc:
             raise FsError(errno.EIO, f"commit outcome unknown after retries: {exc}") from exc
+        except OutOfCluster as exc:
+            raise FsError(errno.EIO, "metadata engine unavailable: its node is not part of "
+                          f"the cluster's primary component: {exc}") from exc
         except EngineUnavailable as exc:
             raise FsError(errno.EIO, f"metadata engine unavailable: {exc}") from exc
+
+    def _stop(self, started: float, deadline: float | None) -> Callable:
+        """tenacity's stop condition: the attempt limit, the retry time of the error at
+        hand, or a next attempt that would start after the caller's deadline."""
+        def stop(state: tenacity.RetryCallState) -> bool:
+            unavailable = isinstance(state.outcome.exception(), EngineUnavailable)
+            end = started + (UNAVAILABLE_RETRY_SECONDS if unavailable else RETRY_SECONDS)
+            if deadline is not None:
+                end = min(end, deadline - DEADLINE_MARGIN_S)
+            return (state.attempt_number >= self.max_attempts - 1
+                    or time.monotonic() + state.upcoming_sleep >= end)
+        return stop
 
     def _attempt(self, label: str, mutating: bool, request_id: bytes, body: Callable,
                  wait_durable: bool, header: bytes):

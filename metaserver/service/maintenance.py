@@ -1,6 +1,8 @@
 """Background housekeeping: fold usage deltas, expire idempotency records, trim the
 change log, on a timer in one daemon thread. A failing task is logged and retried at
-the next round; it never stops the thread or the server."""
+the next round; it never stops the thread or the server. A task the engine failed
+transiently (a lost race: on Galera the trim's commit can lose to another node's) is
+only deferred to the next round, not an error."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ import threading
 import time
 from collections.abc import Callable
 
+from engines.contract import RETRYABLE
 from metaserver.runner import Runner
 
 log = logging.getLogger(__name__)
@@ -49,6 +52,8 @@ class Maintenance:
                 return
             try:
                 task()
+            except RETRYABLE as exc:
+                log.info("maintenance: %s deferred to the next round: %s", what, exc)
             except Exception:
                 log.exception("maintenance: %s failed", what)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import errno
 import functools
+import time
 from collections.abc import Callable
 
 import grpc
@@ -49,6 +50,12 @@ def _refusing_undecodable(handler: Handler) -> Handler:
     return wrapped
 
 
+def _deadline(context: grpc.ServicerContext) -> float | None:
+    """The client's deadline on time.monotonic()'s clock (the runner retries within it)."""
+    remaining = context.time_remaining()
+    return None if remaining is None else time.monotonic() + remaining
+
+
 # (client streaming, server streaming) -> how gRPC wraps such a method's handler
 _HANDLER_KINDS = {(False, False): grpc.unary_unary_rpc_method_handler,
                   (False, True): grpc.unary_stream_rpc_method_handler}
@@ -82,22 +89,25 @@ class MetadataServicer:
     def _unary(self, spec: Operation, request, context: grpc.ServicerContext):
         call = self.codec.decode(spec, request)
         return self.node.run(spec.rpc, OPS[spec.op].mutating, request, context, lambda: (
-            self.codec.encode(call, self.runner.call(spec.op, call.request_id, **call.kwargs))),
+            self.codec.encode(call, self.runner.call(spec.op, call.request_id,
+                                                     deadline=_deadline(context), **call.kwargs))),
             self.runner.take_commit_seq)
 
     def _batch(self, request: pb.BatchRequest, context: grpc.ServicerContext) -> pb.BatchReply:
         calls = self.codec.decode_batch(request)
         mutating = any(OPS[c.spec.op].mutating for c in calls)
         return self.node.run("Batch", mutating, request, context,
-                             lambda: self._local_batch(request, calls),
+                             lambda: self._local_batch(request, calls, _deadline(context)),
                              self.runner.take_commit_seq)
 
-    def _local_batch(self, request: pb.BatchRequest, calls: list) -> pb.BatchReply:
+    def _local_batch(self, request: pb.BatchRequest, calls: list,
+                     deadline: float | None) -> pb.BatchReply:
         if request.atomic:
             results = self.runner.call_atomic([(c.spec.op, c.kwargs) for c in calls],
-                                              request.request_id)
+                                              request.request_id, deadline)
         else:
-            results = self.runner.call_many([(c.spec.op, c.request_id, c.kwargs) for c in calls])
+            results = self.runner.call_many([(c.spec.op, c.request_id, c.kwargs) for c in calls],
+                                            deadline)
         return pb.BatchReply(results=[self.codec.encode_result(call, result)
                                       for call, result in zip(calls, results)])
 
