@@ -4,7 +4,8 @@ Clients of different servers at once rename directories across each other (a sto
 that would leave cycles if two servers' checks raced), create files in one shared
 directory, and link and unlink the same inodes. Afterwards fsck finds nothing wrong,
 every acknowledged create is there, and the change log is gap-free with no sequence
-used twice, although three processes wrote it.
+used twice, although three processes wrote it. A server that just started never
+serves a view older than its start.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ from engines import changelog, open_engine
 from engines.contract import CHANGELOG_END, CHANGELOG_PREFIX
 from metaserver.client import Client
 from metaserver.fsck import fsck
+from metaserver.service.config import ServerConfig
+from metaserver.service.server import start
 
 from conftest import format_url, free_port, fresh_engine_url
 
@@ -155,3 +158,44 @@ def test_three_servers_one_database(servers):
         assert len(seqs) > WORKERS * OPS_PER_WORKER // 3
     finally:
         engine.close()
+
+
+# --- first-request freshness ------------------------------------------------------------
+
+def test_a_fresh_server_never_serves_a_view_older_than_its_start(request, tmp_path):
+    """Two servers A and B on one database: B starts, /x is made through A, B's very
+    first stat of /x finds it (its start-up reads left no snapshot open in the pool)."""
+    url = format_url(fresh_engine_url(request, "mariadb", tmp_path))
+    a = start(ServerConfig(meta_url=url, listen="127.0.0.1:0"))
+    try:
+        for round_ in range(3):
+            b = start(ServerConfig(meta_url=url, listen="127.0.0.1:0"))
+            try:
+                with Client(a.address) as via_a, Client(b.address) as via_b:
+                    made = via_a.mkdir(ROOT, f"x{round_}")
+                    assert via_b.lookup(ROOT, f"x{round_}").ino == made.ino
+            finally:
+                b.stop()
+    finally:
+        a.stop()
+
+
+def test_the_pool_rolls_back_a_connection_returned_inside_a_transaction(request, tmp_path):
+    """A connection handed back with its snapshot still open (a leak) is reset by the
+    pool: the next transaction on it sees a commit made after the leak."""
+    url = fresh_engine_url(request, "mariadb", tmp_path)
+    reader, writer = open_engine(url, create=True), open_engine(url)
+    try:
+        raw = reader._sa.raw_connection()      # the pool's only connection from now on
+        cursor = raw.cursor()
+        cursor.execute("SELECT v FROM kv LIMIT 1")     # opens a REPEATABLE READ snapshot
+        cursor.close()
+        raw.close()                                    # back to the pool, not finished
+        with writer.begin() as txn:
+            txn.put(b"k", b"v")
+            txn.commit(b"put")
+        with reader.snapshot() as txn:
+            assert txn.get(b"k") == b"v"
+    finally:
+        reader.close()
+        writer.close()
