@@ -15,7 +15,10 @@ test user; the others join it by SST. Everything is stopped by its own PID.
     # leaving the block (or cluster.stop_all(), alias stop()) kills every node and
     # removes the temp dirs
 
-`GaleraCluster.missing()` says why no cluster can be started here (or None).
+`GaleraCluster.missing()` says why no cluster can be started here (or None). A node
+restarts by joining the nodes still running: with every node down, the cluster is not
+bootstrapped again (make a new one). A node's rejoin after kill takes ~13 s (the others
+drop it first, then a full rsync SST).
 """
 
 from __future__ import annotations
