@@ -249,6 +249,39 @@ def test_info_create_is_applied_when_observed():
     assert results["replay"]["applied_on_evidence"] == 1
 
 
+def test_of_several_unknown_writes_only_the_one_a_read_shows_is_applied():
+    """Three writes end unknown (the server died); a later read shows the first one's
+    value. The replay applies that one (not all three, which would leave the last)."""
+    h = base()
+    for size in (7, 8, 9):
+        h.call(1, "setattr", type=INFO, seq=None, ino=101, size=size)
+    h.call(2, "getattr", attr(101, 7), ino=101)
+    results = check_all(finish(h, sizes=(7, 0)))
+    assert results["replay"]["valid"] is True and results["lost"]["valid"] is True
+    assert results["replay"]["applied_on_evidence"] == 1
+    h = base()                               # a value no write made is still caught
+    for size in (7, 8):
+        h.call(1, "setattr", type=INFO, seq=None, ino=101, size=size)
+    h.call(2, "getattr", attr(101, 6), ino=101)
+    assert kinds(check_all(finish(h, sizes=(8, 0))), "replay") == {"stale-read"}
+
+
+def test_an_unknown_rename_an_acknowledged_one_needs_is_applied_alone():
+    """An acknowledged rename of d/a is refused by the model unless an unknown rename
+    brought `a` back first; another unknown rename that moves it away stays out."""
+    h = base()
+    h.call(1, "rename", type=INFO, seq=None, parent=100, name="a", new_parent=100,
+           new_name="x")
+    h.call(2, "rename", type=INFO, seq=None, parent=100, name="x", new_parent=100,
+           new_name="a")
+    h.call(1, "rename", type=INFO, seq=None, parent=100, name="b", new_parent=100,
+           new_name="y")
+    h.call(3, "rename", None, parent=100, name="x", new_parent=100, new_name="z")
+    h.call(3, "rename", None, parent=100, name="z", new_parent=100, new_name="a")
+    results = check_all(finish(h))
+    assert results["replay"]["valid"] is True, results["replay"]
+
+
 def test_model_refusing_an_acknowledged_mutation():
     h = base()
     h.call(1, "unlink", None, parent=100, name="zz")

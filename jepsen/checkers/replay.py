@@ -17,6 +17,7 @@ are matched at the last position and their differences are the lost-write checke
 
 from __future__ import annotations
 
+import copy
 import errno
 import os
 from collections import defaultdict
@@ -26,6 +27,7 @@ from operator import xor
 from typing import Any
 
 from jepsen.checkers.common import Call, History, anomaly, history, unknown, verdict
+from jepsen.client import READS
 from jepsen.history import INFO, OK, Op
 from metaserver.errors import FsError
 from metaserver.testing.model_fs import ModelFS
@@ -152,7 +154,8 @@ class _Replayer:
             self.out.figures["unchecked"] += 1
             return
         except FsError as exc:
-            if call.type == OK and self.resolve(call) and self.retry(call):
+            if call.type == OK and self.resolve(call, lambda: self.would_apply(call)) \
+                    and self.retry(call):
                 return
             if call.type == OK:
                 self.out.anomalies.append(anomaly(
@@ -161,6 +164,18 @@ class _Replayer:
             return
         if call.type == OK:
             self.check_result(call, value)
+
+    def would_apply(self, call: Call) -> bool:
+        """Whether the model would accept `call` now (tried on a copy)."""
+        saved = self.model
+        self.model = copy.deepcopy(saved)
+        try:
+            self.model_call(call)
+            return True
+        except (FsError, Unmapped):
+            return False
+        finally:
+            self.model = saved
 
     def retry(self, call: Call) -> bool:
         try:
@@ -192,30 +207,29 @@ class _Replayer:
                 return f"{key} {result[key]}, the model says {want}"
         return None
 
-    def resolve(self, call: Call) -> bool:
+    def resolve(self, call: Call, satisfied=None) -> bool:
         """Apply the pending info calls naming an inode `call` names, invoked before it
-        completed (see the module docstring). True if any was applied."""
+        completed (see the module docstring). True if any was applied. With `satisfied`
+        (a read's "does it match now?"), they are applied one at a time, those that
+        explain the read first, until it is satisfied: the others stay pending."""
+        candidates = sorted({info.id: info for ino in call.inos
+                             for info in self.pending.get(ino, ())
+                             if info.id not in self.applied and info.start < call.end}.values(),
+                            key=lambda info: (not _explains(info, call), info.start))
         applied = False
-        for ino in call.inos:
-            keep = []
-            for info in self.pending.pop(ino, []):
-                if info.id in self.applied:
-                    continue
-                if info.start >= call.end:
-                    keep.append(info)
-                    continue
-                try:
-                    value = self.apply(info)
-                except (FsError, Unmapped):
-                    continue            # it cannot have happened here
-                self.applied.add(info.id)
-                self.out.figures["applied_on_evidence"] += 1
-                applied = True
-                result = info.result      # floating: its true place was before `call`
-                if isinstance(result, dict) and "ino" in result:
-                    self.to_model.setdefault(result["ino"], value)
-            if keep:
-                self.pending[ino] = keep
+        for info in candidates:
+            try:
+                value = self.apply(info)
+            except (FsError, Unmapped):
+                continue            # it cannot have happened here
+            self.applied.add(info.id)
+            self.out.figures["applied_on_evidence"] += 1
+            applied = True
+            result = info.result      # floating: its true place was before `call`
+            if isinstance(result, dict) and "ino" in result:
+                self.to_model.setdefault(result["ino"], value)
+            if satisfied is not None and satisfied():
+                break
         return applied
 
     # --- reads --------------------------------------------------------------------------
@@ -308,7 +322,7 @@ class _Replayer:
         return out
 
     def unmatched(self, read: Call) -> None:
-        if self.resolve(read) and self.matches(read):
+        if self.resolve(read, lambda: self.matches(read) is True) and self.matches(read):
             self.out.figures["reads_checked"] += 1
             return
         lo, hi = self.h.window(read)
@@ -323,7 +337,7 @@ class _Replayer:
 
     def final_mismatch(self, op: Op) -> None:
         """What a final observation is missing or has extra, with the writes concerned."""
-        self.resolve(Call(-1, op, op))
+        self.resolve(Call(-1, op, op), lambda: self.matches(op) is True)
         if self.matches(op) is not False:
             return
         d = self.to_model[op.args["ino"]] if op.f in ("readdir", "getattr") else None
@@ -364,3 +378,18 @@ def check(ops) -> dict:
         return unknown("no positioned commits")
     r = analyse(h)
     return verdict(r.anomalies, commits=len(h.commits), **r.figures)
+
+
+def _explains(info: Call, read: Call | Op) -> bool:
+    """Whether an unknown-outcome write would leave what the read returned (the size it
+    set, a name it made in the listing) or make the name a refused mutation needs."""
+    if read.f not in READS:     # a refused mutation: the info made the name it needs
+        made = (info.args.get("new_parent", info.args.get("parent")),
+                info.args.get("new_name", info.args.get("name")))
+        return made == (read.args.get("parent"), read.args.get("name"))
+    result = read.result
+    if info.f == "setattr" and isinstance(result, dict):
+        return "size" in info.args and result.get("size") == info.args["size"]
+    if isinstance(result, list):
+        return any(info.args.get(k) in result for k in ("name", "new_name"))
+    return False
