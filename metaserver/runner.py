@@ -349,12 +349,14 @@ class Runner:
     def _check_writable(txn, request_id: bytes) -> bytes | None:
         """Refuse a mutation on a superseded primary; return the request id's stored
         first result, if any. The epoch key is read inside the transaction, so a fence
-        committed meanwhile makes this one conflict: nothing commits after a fence."""
+        committed meanwhile makes this one conflict: nothing commits after a fence. A
+        retry of a request this primary applied before its fence gets that answer, not
+        EROFS: "refused" would tell the client it never happened."""
         keys = [schema.EPOCH_KEY, schema.request_key(request_id)] if request_id \
             else [schema.EPOCH_KEY]
         values = txn.get_many(keys)
         state = schema.decode_epoch(values[0])
-        if state.fenced:
+        if state.fenced and not (request_id and values[1] is not None):
             raise FsError(errno.EROFS, f"this primary (epoch {state.epoch}) was superseded "
                           f"by epoch {state.superseded_by}: writes are refused")
         return values[1] if request_id else None

@@ -16,10 +16,14 @@ import threading
 import grpc
 import pytest
 
-from conftest import format_url, free_port
+from conftest import format_url, formatted, free_port
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))   # jepsen/
 from jepsen.faultproxy import FaultProxy  # noqa: E402
+from engines import open_engine
+from metaserver import replication
 from metaserver.client import Client, RetryPolicy
+from metaserver.errors import FsError
+from metaserver.runner import Runner
 from metaserver.service import ServerConfig, start
 from metaserver.service.server import StartError
 from metaserver.types import ROOT_INO
@@ -217,3 +221,18 @@ def test_a_node_never_bootstraps_over_another_namespace_unless_told(tmp_path, se
     state = status(follower.address)
     assert state.rollback_file and os.path.exists(state.rollback_file)
     assert b"precious" not in names(follower.address)
+
+
+def test_a_fenced_primary_answers_a_retry_of_what_it_applied_before_the_fence():
+    """The answer to a create is lost; the primary is fenced; the client retries with
+    the same request id. The create did happen, so the retry gets its result: EROFS
+    would tell the client it never happened. A new request is refused."""
+    engine = formatted(open_engine("memory://", create=True))
+    runner = Runner(engine)
+    first = runner.call("create", b"r" * 16, parent=ROOT_INO, name=b"f")
+    replication.fence(engine, 2)
+    assert runner.call("create", b"r" * 16, parent=ROOT_INO, name=b"f").ino == first.ino
+    with pytest.raises(FsError) as info:
+        runner.call("create", b"s" * 16, parent=ROOT_INO, name=b"g")
+    assert info.value.errno == errno.EROFS
+    engine.close()
