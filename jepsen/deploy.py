@@ -362,6 +362,7 @@ class GaleraDeployment(MariaDBDeployment):
     node rejoins by a full SST when started again."""
 
     name = "galera"
+    features = MariaDBDeployment.features | {"partition"}
 
     def _start(self) -> None:
         from metaserver.testing.galera import GaleraCluster

@@ -9,6 +9,8 @@ handles one fault at a time.
   kill         SIGKILL a random metaserver or engine node; heal restarts it
   kill-engine  SIGKILL a database node (MariaDB, a Galera node) under load
   pause        SIGSTOP a random metaserver or engine node; heal SIGCONTs it
+  partition    galera: one node cut off the other two (gmcast.isolate); its side must
+               refuse; heal reconnects it and waits until it is Synced
   latency      latency + jitter on a random link proxy
   blackhole    a link holds every byte (silent partition)
   one-way      a link delivers requests, holds replies
@@ -98,6 +100,35 @@ class Pause(Nemesis):
         proc = deployment.processes()[name]
         proc.pause()
         return {"target": name, "kind": proc.kind, "pid": proc.pid}
+
+
+class Partition(Nemesis):
+    """Cut one Galera node off the other two (gmcast.isolate): the minority side must
+    refuse (its metaserver answers EIO at once, never a stale or lost write) while the
+    majority goes on. Heal reconnects it and waits until it is Synced again."""
+
+    name = "partition"
+    needs = "partition"
+    SYNC_TIMEOUT_S = 90.0
+
+    def __init__(self) -> None:
+        self.target = ""
+
+    def start(self, deployment: Deployment, rng: random.Random) -> dict:
+        self.target = rng.choice(sorted(deployment.engines()))
+        deployment.engines()[self.target].node.isolate(True)
+        return {"target": self.target, "minority": [self.target]}
+
+    def heal(self, deployment: Deployment) -> dict:
+        node = deployment.engines()[self.target].node
+        node.isolate(False)
+        deadline = time.monotonic() + self.SYNC_TIMEOUT_S
+        while not node.ready():
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{self.target} did not rejoin within "
+                                   f"{self.SYNC_TIMEOUT_S:.0f} s")
+            time.sleep(0.2)
+        return {"target": self.target, **deployment.heal()}
 
 
 class LinkFault(Nemesis):
@@ -269,7 +300,7 @@ class Failover(Switchover):
 
 
 NEMESES: dict[str, type[Nemesis]] = {cls.name: cls for cls in (
-    Kill, KillEngine, Pause, Latency, Blackhole, OneWay, Reset, Bandwidth, Clock,
+    Kill, KillEngine, Pause, Partition, Latency, Blackhole, OneWay, Reset, Bandwidth, Clock,
     Switchover, Failover)}
 
 

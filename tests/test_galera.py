@@ -133,16 +133,10 @@ def test_reads_through_a_paused_then_resumed_node_are_causal(galera_cluster, nod
     assert acked > 100 and not stale
 
 
-def _isolate(node, on: bool) -> None:
-    """Cut node off the cluster's group communication (or reconnect it)."""
-    with node._root() as conn, conn.cursor() as cur:
-        cur.execute(f"SET GLOBAL wsrep_provider_options = 'gmcast.isolate={int(on)}'")
-
-
 def test_node_outside_the_primary_component_fails_at_once(galera_cluster, nodes):
     node = galera_cluster.nodes[2]
     runner = nodes[2][1]
-    _isolate(node, True)
+    node.isolate(True)
     try:
         deadline = time.monotonic() + 30
         failed = None
@@ -160,7 +154,7 @@ def test_node_outside_the_primary_component_fails_at_once(galera_cluster, nodes)
         assert "primary component" in str(failed.value)
         assert time.monotonic() - began < 1          # no retries on an isolated node
     finally:
-        _isolate(node, False)
+        node.isolate(False)
     # Back in the cluster, the same runner works again.
     deadline = time.monotonic() + 60
     while not node.ready():

@@ -221,6 +221,26 @@ def promoted(d, started: dict) -> None:
         assert _fails(old).errno == errno.EROFS
 
 
-EFFECTS = {"kill": killed, "kill-engine": killed, "pause": paused, "blackhole": held,
+def partitioned(d: Deployment, started: dict) -> None:
+    """The minority node's server refuses writes (once the node knows: ~5 s); the
+    majority's servers go on writing."""
+    minority = _server_of(d, started)
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            _write(minority, timeout=5)
+        except OSError as exc:
+            assert exc.errno in (errno.EIO, errno.ETIMEDOUT, errno.EAGAIN), exc
+            if "primary component" in str(exc):
+                break
+        assert time.monotonic() < deadline, "the minority side kept accepting writes"
+        time.sleep(0.5)
+    for _, address, _ in d.servers():
+        if address != minority:
+            _write(address, timeout=10)
+
+
+EFFECTS = {"kill": killed, "kill-engine": killed, "pause": paused, "partition": partitioned,
+           "blackhole": held,
            "one-way": held, "latency": slowed, "bandwidth": capped, "reset": reset,
            "clock": skewed, "switchover": promoted, "failover": promoted}

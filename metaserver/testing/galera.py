@@ -82,6 +82,12 @@ class GaleraNode(MariaDB):
         except pymysql.err.MySQLError:
             return False
 
+    def isolate(self, on: bool) -> None:
+        """Cut this node off the cluster's group communication (a partition that leaves
+        it alone, in the minority), or reconnect it."""
+        with self._root() as conn, conn.cursor() as cur:
+            cur.execute(f"SET GLOBAL wsrep_provider_options = 'gmcast.isolate={int(on)}'")
+
     def start(self) -> None:
         """Start (or rejoin after kill) and wait until Synced."""
         super().start()
