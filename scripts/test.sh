@@ -4,7 +4,8 @@
 # The MariaDB and PostgreSQL tests start private servers from Debian's mariadb-server and
 # postgresql packages: installed here when missing (unless METASERVER_TEST_MYSQL_URL names
 # a MariaDB/MySQL server to use instead). The Galera tests start a 3-node cluster of
-# mariadbd with galera-4 (state transfers by rsync): both installed here when missing.
+# mariadbd with galera-4 (state transfers by rsync), the jepsen clock fault libfaketime:
+# all installed here when missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh --test
@@ -20,6 +21,9 @@ if [ ! -e /usr/lib/galera/libgalera_smm.so ]; then
 fi
 if ! command -v rsync >/dev/null; then
   missing+=(rsync)
+fi
+if ! ls /usr/lib/*/faketime/libfaketimeMT.so.1 >/dev/null 2>&1; then
+  missing+=(faketime)      # the jepsen clock-skew fault
 fi
 if [ ${#missing[@]} -gt 0 ]; then
   apt-get update -qq
