@@ -282,6 +282,32 @@ def test_an_unknown_rename_an_acknowledged_one_needs_is_applied_alone():
     assert results["replay"]["valid"] is True, results["replay"]
 
 
+def test_an_unknown_unlink_explains_a_lower_nlink():
+    """An unlink's arguments name the directory, not the inode whose nlink it lowers:
+    a later read of that inode's nlink is still evidence the unlink happened."""
+    h = base()
+    h.call(1, "link", entry(101, nlink=2), ino=101, parent=100, name="a2")
+    h.call(1, "unlink", type=INFO, seq=None, parent=100, name="a2")
+    h.call(2, "getattr", attr(101, 0, nlink=1), ino=101)
+    results = check_all(finish(h))
+    assert results["replay"]["valid"] is True and results["prefix"]["valid"] is True
+
+
+def test_a_listing_that_comes_back_is_placed_in_its_window():
+    """d holds [a, b], then [b] (a moved out), then an unknown-outcome rename brings a
+    back: a follower read at the end sees [a, b] again. It read the latest state, not
+    the first version with that listing, so there is no cycle."""
+    h = base()
+    h.call(1, "rename", None, parent=100, name="a", new_parent=ROOT_INO, new_name="a")
+    h.call(1, "rename", type=INFO, seq=None, parent=ROOT_INO, name="a", new_parent=100,
+           new_name="a")
+    h.call(2, "setattr", attr(102, 3), ino=102, size=3)    # after the move, in real time
+    h.call(2, "readdir", ["a", "b"], seq=(1, h.seq), ino=100)
+    results = check_all(finish(h, sizes=(0, 3)))
+    assert results["serializable"]["valid"] is True, results["serializable"]
+    assert results["replay"]["valid"] is True and results["prefix"]["valid"] is True
+
+
 def test_model_refusing_an_acknowledged_mutation():
     h = base()
     h.call(1, "unlink", None, parent=100, name="zz")

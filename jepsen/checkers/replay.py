@@ -212,9 +212,14 @@ class _Replayer:
         completed (see the module docstring). True if any was applied. With `satisfied`
         (a read's "does it match now?"), they are applied one at a time, those that
         explain the read first, until it is satisfied: the others stay pending."""
-        candidates = sorted({info.id: info for ino in call.inos
-                             for info in self.pending.get(ino, ())
-                             if info.id not in self.applied and info.start < call.end}.values(),
+        named = {info.id: info for ino in call.inos for info in self.pending.get(ino, ())}
+        # An unlink or rename changes the inode its name leads to (nlink, or replaced),
+        # which its arguments do not name: look the names up in the model as it is now.
+        wanted = self.model_inos(call)
+        named |= {info.id: info for infos in self.pending.values() for info in infos
+                  if wanted & self.targets(self.entries_touched(info))}
+        candidates = sorted((info for info in named.values()
+                             if info.id not in self.applied and info.start < call.end),
                             key=lambda info: (not _explains(info, call), info.start))
         applied = False
         for info in candidates:

@@ -7,8 +7,9 @@ Objects and their versions, in commit order (History.commits):
   directory  ("dir", ino): each create/mknod/mkdir/symlink/link/unlink/rmdir/rename that
              changes the directory is a version; a readdir's listing says which one
              (listings compared by fingerprint)
-A read whose value more than one version has is placed by its seq when it carries one,
-else left out. Edges: ww (a version to the next), wr (a version to its readers), rw (a
+A read is placed at the one version with its value; a follower read, a listing, or a
+value several versions have, at the one current within its window (History.window),
+else it is left out. Edges: ww (a version to the next), wr (a version to its readers), rw (a
 reader to the next version's writer), and the order edges: real time (A completed before
 B was invoked; follower reads are exempt, they promise a prefix, not recency) and session
 (a process's consecutive calls). Tarjan's SCCs, then per SCC one shortest cycle, the
@@ -108,9 +109,14 @@ def _graph(h: History) -> _Graph:
             for k, v in enumerate(values):
                 by_value[obj][v].append(k)
         candidates = by_value[obj].get(value, [])
-        if len(candidates) > 1 and call.seq is not None:
+        if len(candidates) > 1 or call.seq is not None or obj[0] == "dir":
+            # Only a version current somewhere in the read's window (version k is
+            # current from positions[k-1] up to the next writer's). A listing comes back
+            # (files move back and forth, an unknown-outcome write has no version here),
+            # and a follower read's seq is where it read: a same-valued version outside
+            # the window is another one. A read matching none is the replay checker's.
+            # A register's values are unique: its one version stands, even if stale.
             lo, hi = h.window(call)
-            # version k is current from positions[k-1] up to the next writer's position
             candidates = [k for k in candidates
                           if (positions[k - 1] if k else 0) <= hi
                           and (k == len(writers) or positions[k] > lo)]
