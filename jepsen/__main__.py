@@ -41,10 +41,16 @@ def matrix(ops: int = typer.Option(10_000, help="calls per run"),
            workload: str = typer.Option("mixed", help="the workload of every run"),
            seed: int = typer.Option(1, help="seed of every run"),
            out: Path = typer.Option(Path("jepsen-runs"), help="where run directories go"),
-           table: Path = typer.Option(Path("bench/JEPSEN.md"), help="the results table")) -> None:
+           table: Path = typer.Option(Path("bench/JEPSEN.md"), help="the results table"),
+           recheck: bool = typer.Option(False, help="only check the runs under --out again "
+                                                    "and rewrite the table")) -> None:
     """Every deployment x every fault it supports, one run each; a Markdown row per run."""
-    from jepsen.matrix import run_matrix
-    run_matrix([d for d in deploy.split(",") if d], workload, ops, time_limit, seed, out, table)
+    from jepsen.matrix import recheck as recheck_runs, run_matrix
+    if recheck:
+        recheck_runs(out, table)
+    else:
+        run_matrix([d for d in deploy.split(",") if d], workload, ops, time_limit, seed, out,
+                   table)
 
 
 @app.command()

@@ -22,9 +22,7 @@ def run_matrix(deploys: list[str], workload: str, ops: int, time_limit: float, s
     rows = []
     for deploy in deploys or sorted(DEPLOYMENTS):
         for nemesis in ["", *applicable(deploy)]:
-            command = (f"python -m jepsen run --deploy {deploy} --workload {workload} "
-                       f"--nemesis {shlex.quote(nemesis or '')} --ops {ops} "
-                       f"--time-limit {time_limit:g} --seed {seed}")
+            command = _command(deploy, workload, nemesis, ops, time_limit, seed)
             print(f"\n$ {command}")
             started = time.monotonic()
             try:
@@ -40,6 +38,31 @@ def run_matrix(deploys: list[str], workload: str, ops: int, time_limit: float, s
                              command))
             _write(table, rows)
     _write(table, rows)
+
+
+def recheck(out: Path, table: Path) -> None:
+    """Check every run directory under `out` again (with today's checkers) and write
+    the table from them, in the order the runs were made."""
+    from jepsen.runner import check_dir
+    rows = []
+    for run_dir in sorted((d for d in out.iterdir() if (d / "history.jsonl").exists()),
+                          key=lambda d: d.stat().st_mtime):
+        summary = check_dir(run_dir)
+        c = summary["config"]
+        nemesis = ",".join(c.get("nemeses", []))
+        ops = read(run_dir / "history.jsonl")
+        rows.append(_row(c["deploy"], nemesis, run_dir, summary, ops[-1].time if ops else 0,
+                         _command(c["deploy"], c["workload"], nemesis, c["max_ops"],
+                                  c["time_limit"], c["seed"])))
+        print(rows[-1])
+    _write(table, rows)
+
+
+def _command(deploy: str, workload: str, nemesis: str, ops: int, time_limit: float,
+             seed: int) -> str:
+    return (f"python -m jepsen run --deploy {deploy} --workload {workload} "
+            f"--nemesis {shlex.quote(nemesis or '')} --ops {ops} "
+            f"--time-limit {time_limit:g} --seed {seed}")
 
 
 def _row(deploy: str, nemesis: str, run_dir: Path, summary: dict, seconds: float,
