@@ -308,6 +308,31 @@ def test_a_listing_that_comes_back_is_placed_in_its_window():
     assert results["replay"]["valid"] is True and results["prefix"]["valid"] is True
 
 
+def test_an_unknown_create_is_placed_where_the_listing_that_shows_it_begins():
+    """An unknown create shows in a listing that is concurrent with a later create it
+    does not show: the listing matches the state before that create, with the unknown
+    one in it (not only the state at the end of its window)."""
+    h = base()
+    h.call(1, "create", type=INFO, seq=None, parent=100, name="c")
+    listing = h.invoke(2, "readdir", ino=100)
+    h.call(3, "create", entry(103), parent=100, name="d")
+    h.complete(listing, ["a", "b", "c"])
+    results = check_all(finish(h, names=("a", "b", "c", "d")))
+    assert results["replay"]["valid"] is True, results["replay"]
+
+
+def test_an_unknown_unlink_of_a_name_listed_afterwards_did_not_happen():
+    """Names are never made twice: an unknown unlink whose name a later listing still
+    shows did not happen, so it cannot explain a read missing that link."""
+    h = base()
+    h.call(1, "link", entry(101, nlink=2), ino=101, parent=100, name="a2")
+    h.call(1, "unlink", type=INFO, seq=None, parent=100, name="a2")
+    h.call(2, "getattr", attr(101, 0, nlink=1), ino=101)       # nlink 1: a2 gone?
+    h.call(3, "readdir", ["a", "a2", "b"], ino=100)             # ... no, a2 is there
+    results = check_all(finish(h, names=("a", "a2", "b")))
+    assert "stale-read" in kinds(results, "replay")
+
+
 def test_model_refusing_an_acknowledged_mutation():
     h = base()
     h.call(1, "unlink", None, parent=100, name="zz")

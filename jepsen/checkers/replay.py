@@ -70,6 +70,10 @@ class _Replayer:
                 self.out.figures["floating" if c.seq else "indeterminate"] += 1
                 for ino in c.inos:
                     self.pending[ino].append(c)
+        self.seen = _names_seen(h)
+        self.position = 0                        # commits applied so far
+        self.evidence_at: dict[int, list[int]] = defaultdict(list)   # model ino -> positions
+        self.touched_by_evidence: set[int] = set()
         self.applied: set[int] = set()
         self.touched: set[int] = set()           # model inodes the last apply() changed
         self.observed_fp: dict[int, tuple[int, int]] = {}    # op index -> its listing's
@@ -192,7 +196,7 @@ class _Replayer:
         known = self.to_model.setdefault(result["ino"], value)
         wrong = self.entry_differs(call, value, result) if known == value else \
             f"inode {result['ino']} is already model inode {known}, not {value}"
-        if wrong and self.resolve(call):
+        if wrong and self.resolve(call, lambda: not self.entry_differs(call, value, result)):
             wrong = self.entry_differs(call, value, result)
         if wrong:
             self.out.anomalies.append(anomaly(
@@ -207,35 +211,78 @@ class _Replayer:
                 return f"{key} {result[key]}, the model says {want}"
         return None
 
-    def resolve(self, call: Call, satisfied=None) -> bool:
-        """Apply the pending info calls naming an inode `call` names, invoked before it
-        completed (see the module docstring). True if any was applied. With `satisfied`
-        (a read's "does it match now?"), they are applied one at a time, those that
-        explain the read first, until it is satisfied: the others stay pending."""
-        named = {info.id: info for ino in call.inos for info in self.pending.get(ino, ())}
-        # An unlink or rename changes the inode its name leads to (nlink, or replaced),
-        # which its arguments do not name: look the names up in the model as it is now.
-        wanted = self.model_inos(call)
-        named |= {info.id: info for infos in self.pending.values() for info in infos
-                  if wanted & self.targets(self.entries_touched(info))}
-        candidates = sorted((info for info in named.values()
-                             if info.id not in self.applied and info.start < call.end),
+    def resolve(self, call: Call, satisfied, explaining: bool = False) -> bool:
+        """Apply pending info calls relevant to `call`, invoked before it completed (see
+        the module docstring), one at a time, those that explain it
+        first, until `satisfied()` (the read matches, the mutation is accepted): the
+        rest stay pending. True if that happened; if nothing satisfies, all is undone.
+        `explaining`: only those that explain a read (its unique value or name), applied
+        as soon as the read starts, where its window begins."""
+        pending = {info.id: info for infos in self.pending.values() for info in infos
+                   if info.id not in self.applied and info.start < call.end}
+        candidates = sorted((info for info in pending.values() if self.relevant(info, call)
+                             and (_explains(info, call) or not explaining)),
                             key=lambda info: (not _explains(info, call), info.start))
-        applied = False
+        if not candidates:
+            return False
+        # Evidence that nothing satisfies proves nothing: then all is undone.
+        saved = self.save()
+        self.touched_by_evidence = set()
         for info in candidates:
             try:
                 value = self.apply(info)
             except (FsError, Unmapped):
                 continue            # it cannot have happened here
             self.applied.add(info.id)
+            self.touched_by_evidence |= self.touched
             self.out.figures["applied_on_evidence"] += 1
-            applied = True
             result = info.result      # floating: its true place was before `call`
             if isinstance(result, dict) and "ino" in result:
                 self.to_model.setdefault(result["ino"], value)
-            if satisfied is not None and satisfied():
-                break
-        return applied
+            if satisfied():
+                for ino in self.touched_by_evidence:
+                    self.evidence_at[ino].append(self.position)
+                return True
+        self.restore(saved)
+        return False
+
+    def relevant(self, info: Call, call: Call) -> bool:
+        """Whether `info` changes what `call` saw or needed: the listing it read, an
+        entry it used, or the inode it read or made (an unlink or rename changes the
+        inode its name leads to, which its arguments do not name: the names are looked
+        up in the model as it is now)."""
+        a, b = info.args, call.args
+        made = (a.get("new_parent", a.get("parent")), a.get("new_name", a.get("name")))
+        if info.f in _MAKES and made not in self.seen:
+            return False        # a name nobody ever saw: no call shows it happened
+        removed = (a.get("parent"), a.get("name"))
+        if info.f in _REMOVES and self.seen.get(removed, -1.0) > info.end:
+            return False        # the name was there after it ended (names are not reused)
+        if call.f == "readdir":
+            listing = call.result or []
+            if info.f in _MAKES and made[0] == b.get("ino"):
+                return made[1] in listing
+            return a.get("parent") == b.get("ino") and a.get("name") not in listing
+        theirs = {(a.get("parent"), a.get("name")), (a.get("new_parent"), a.get("new_name"))}
+        mine = {(b.get("parent"), b.get("name")), (b.get("new_parent"), b.get("new_name"))}
+        if (mine - {(None, None)}) & theirs:
+            return True
+        result = call.result if isinstance(call.result, dict) else {}
+        inos = {i for i in (b.get("ino"), result.get("ino")) if i is not None}
+        if a.get("ino") in inos:
+            return True
+        wanted = {self.to_model[i] for i in inos if i in self.to_model}
+        return bool(wanted & self.targets(self.entries_touched(info)))
+
+    def save(self) -> tuple:
+        return (copy.deepcopy(self.model), defaultdict(lambda: (0, 0), self.fp),
+                dict(self.to_model), dict(self.out.last_writer), set(self.applied),
+                self.out.figures["applied_on_evidence"])
+
+    def restore(self, saved: tuple) -> None:
+        (self.model, self.fp, self.to_model, self.out.last_writer, self.applied,
+         self.out.figures["applied_on_evidence"]) = saved
+        self.out.model = self.model
 
     # --- reads --------------------------------------------------------------------------
     def matches(self, call: Call | Op) -> bool | None:
@@ -298,6 +345,7 @@ class _Replayer:
                 done.add(read.id)
 
         for p in range(len(h.commits) + 1):
+            self.position = p
             if p:
                 self.touched = set()
                 commit = h.commits[p - 1]
@@ -311,6 +359,8 @@ class _Replayer:
             for read in starting.get(p, ()):
                 lo, hi = h.window(read)
                 evaluate(read)
+                if read.id not in done and self.resolve(read, lambda: True, explaining=True):
+                    evaluate(read)
                 if read.id not in done:
                     ending[max(hi, p)].append(read)
                     for ino in read.inos:
@@ -331,6 +381,13 @@ class _Replayer:
             self.out.figures["reads_checked"] += 1
             return
         lo, hi = self.h.window(read)
+        if any(lo <= at <= hi + 1 for ino in self.model_inos(read)
+               for at in self.evidence_at.get(ino, ())):
+            # Unknown writes were placed on this inode, by later evidence, inside the
+            # read's window: where exactly they fell is a guess, so the read proves
+            # nothing either way.
+            self.out.figures["unchecked_after_evidence"] += 1
+            return
         text = (f"{read.f}{_show(read.args)} by process {read.process} returned "
                 f"{_short(read.result)}, which no state at positions {lo}..{hi} has")
         if read.follower_read:
@@ -383,6 +440,28 @@ def check(ops) -> dict:
         return unknown("no positioned commits")
     r = analyse(h)
     return verdict(r.anomalies, commits=len(h.commits), **r.figures)
+
+
+_MAKES = frozenset({"create", "mknod", "mkdir", "symlink", "link", "rename"})
+_REMOVES = frozenset({"unlink", "rmdir"})   # the workloads never make a name twice
+
+
+def _names_seen(h: History) -> dict[tuple[int, str], float]:
+    """(directory, name) pairs some call showed present (in a listing, or used by an
+    acknowledged call that needs the name to exist), with the latest such call's start."""
+    seen: dict[tuple[int, str], float] = {}
+
+    def saw(key: tuple, when: float) -> None:
+        seen[key] = max(seen.get(key, when), when)
+    for c in [*h.calls, *(Call(-1, op, op) for op in h.finals)]:
+        if c.type != OK:
+            continue
+        if c.f == "readdir" and isinstance(c.result, list):
+            for name in c.result:
+                saw((c.args["ino"], name), c.start)
+        elif c.f in ("unlink", "rmdir", "rename", "lookup"):
+            saw((c.args.get("parent"), c.args.get("name")), c.start)
+    return seen
 
 
 def _explains(info: Call, read: Call | Op) -> bool:
