@@ -74,6 +74,7 @@ class _Replayer:
         self.position = 0                        # commits applied so far
         self.evidence_at: dict[int, list[int]] = defaultdict(list)   # model ino -> positions
         self.touched_by_evidence: set[int] = set()
+        self.guessed: set[int] = set()        # model inodes an unknown rename was guessed on
         self.applied: set[int] = set()
         self.touched: set[int] = set()           # model inodes the last apply() changed
         self.observed_fp: dict[int, tuple[int, int]] = {}    # op index -> its listing's
@@ -235,6 +236,10 @@ class _Replayer:
                 continue            # it cannot have happened here
             self.applied.add(info.id)
             self.touched_by_evidence |= self.touched
+            if info.f == "rename":
+                # A rename's names come back (files move to and fro): which of several
+                # unknown ones happened is a guess from then on, for what it touched.
+                self.guessed |= self.touched
             self.out.figures["applied_on_evidence"] += 1
             result = info.result      # floating: its true place was before `call`
             if isinstance(result, dict) and "ino" in result:
@@ -277,11 +282,11 @@ class _Replayer:
     def save(self) -> tuple:
         return (copy.deepcopy(self.model), defaultdict(lambda: (0, 0), self.fp),
                 dict(self.to_model), dict(self.out.last_writer), set(self.applied),
-                self.out.figures["applied_on_evidence"])
+                self.out.figures["applied_on_evidence"], set(self.guessed))
 
     def restore(self, saved: tuple) -> None:
         (self.model, self.fp, self.to_model, self.out.last_writer, self.applied,
-         self.out.figures["applied_on_evidence"]) = saved
+         self.out.figures["applied_on_evidence"], self.guessed) = saved
         self.out.model = self.model
 
     # --- reads --------------------------------------------------------------------------
@@ -381,8 +386,9 @@ class _Replayer:
             self.out.figures["reads_checked"] += 1
             return
         lo, hi = self.h.window(read)
-        if any(lo <= at <= hi + 1 for ino in self.model_inos(read)
-               for at in self.evidence_at.get(ino, ())):
+        if self.model_inos(read) & self.guessed or any(
+                lo <= at <= hi + 1 for ino in self.model_inos(read)
+                for at in self.evidence_at.get(ino, ())):
             # Unknown writes were placed on this inode, by later evidence, inside the
             # read's window: where exactly they fell is a guess, so the read proves
             # nothing either way.
