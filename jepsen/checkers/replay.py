@@ -357,6 +357,8 @@ class _Replayer:
                 if commit.id not in self.applied:     # a floating one may be in already
                     self.applied.add(commit.id)
                     self.mutation(commit)
+                    if commit.id in h.floating and commit.f == "rename":
+                        self.guessed |= self.touched     # placed at its latest bound
                 for ino in self.touched:
                     for read in waiting.get(ino, ()):
                         if read.id not in done:
