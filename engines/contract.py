@@ -5,9 +5,10 @@ range scans, and a change log appended atomically with each committed mutation.
 Drivers stay thin; all file-system logic lives above this line.
 
 Errors a driver raises are the classes below, never the engine's own exceptions:
-the runner retries ``TxnConflict`` and ``CommitUnknown`` (the latter is safe only
-because mutations carry request ids) and ``EngineUnavailable`` for a short while, then
-reports it to clients; ``OutOfCluster`` at once.
+engines.transactional retries ``TxnConflict`` and ``CommitUnknown`` (the latter is safe
+only because every transaction it runs can tell or tolerate its own earlier commit:
+mutations carry request ids) and ``EngineUnavailable`` for a short while, then reports
+it; ``OutOfCluster`` at once.
 """
 
 from __future__ import annotations

@@ -47,10 +47,8 @@ from datetime import datetime, timezone
 from typing import BinaryIO
 from urllib.parse import urlsplit
 
-import tenacity
-
-from engines.contract import (CHANGELOG_END, ENGINE_RESERVED_PREFIX, RETRYABLE, Engine,
-                              EngineError, Txn)
+from engines import transactional
+from engines.contract import CHANGELOG_END, ENGINE_RESERVED_PREFIX, Engine, EngineError, Txn
 from metaserver import schema
 
 MAGIC = b"\x89MSDUMP\n"
@@ -423,29 +421,25 @@ class _Target:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self.keys = self.bytes = self.transactions = self.seq = 0
-        self._retrying = tenacity.Retrying(
-            retry=tenacity.retry_if_exception_type(RETRYABLE),
-            stop=tenacity.stop_after_attempt(10),
-            wait=tenacity.wait_random_exponential(multiplier=0.01, max=2), reraise=True)
 
     def commit(self, batch: list[tuple[bytes, bytes]], nbytes: int) -> None:
-        seq = self._retrying(self._commit_once, batch, first=not self.transactions)
+        first = not self.transactions
+
+        def load(txn: Txn) -> None:
+            # The first transaction also checks, in itself, that the target is empty (so
+            # a server formatting it meanwhile makes it conflict, and the retry sees that).
+            # Blind puts make the retry of an unknown commit harmless.
+            if first:
+                _refuse_non_empty(txn)
+            for key, value in batch:
+                txn.put(key, value)
+
+        seq = transactional.run(self.engine, load, header=LOAD_HEADER).seq
         if seq is not None:     # None: an empty dump's one transaction wrote nothing
             self.seq = seq
         self.transactions += 1
         self.keys += len(batch)
         self.bytes += nbytes
-
-    def _commit_once(self, batch: list[tuple[bytes, bytes]], first: bool) -> int | None:
-        """The first transaction also checks, in itself, that the target is empty (so
-        a server formatting it meanwhile makes it conflict, and the retry sees that).
-        Blind puts make the retry of an unknown commit harmless."""
-        with self.engine.begin() as txn:
-            if first:
-                _refuse_non_empty(txn)
-            for key, value in batch:
-                txn.put(key, value)
-            return txn.commit(LOAD_HEADER)
 
 
 def _refuse_non_empty(txn: Txn) -> None:

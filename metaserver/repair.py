@@ -32,9 +32,8 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-import tenacity
-
-from engines.contract import RETRYABLE, Engine
+from engines import transactional
+from engines.contract import Engine, Txn
 from metaserver import schema
 from metaserver.errors import FsError, quote
 from metaserver.ops import admin, create
@@ -120,12 +119,9 @@ class _Repairer:
     def fix(self, what: str, body: Callable[[MetaTx], Iterable[str]]) -> None:
         """Run `body` in a transaction of its own, retried on conflicts; record the
         changes it names, or why it could not."""
-        retrying = tenacity.Retrying(retry=tenacity.retry_if_exception_type(RETRYABLE),
-                                     stop=tenacity.stop_after_attempt(20),
-                                     wait=tenacity.wait_random_exponential(multiplier=0.001, max=0.5),
-                                     reraise=True)
         try:
-            changes = retrying(self._attempt, body)
+            changes = transactional.run(self.engine, lambda txn: self._attempt(txn, body),
+                                        header=REPAIR_HEADER).value
         except (_CannotRepair, FsError) as exc:
             self.summary.left.append(f"{what}: {exc}")
             return
@@ -135,17 +131,14 @@ class _Repairer:
         self.summary.fixed += changes
         self.summary.transactions += bool(changes)
 
-    def _attempt(self, body: Callable[[MetaTx], Iterable[str]]) -> list[str]:
-        with self.engine.begin() as txn:
-            # An id straight from the counter, in this transaction (servers take theirs
-            # from it in blocks, so none of theirs can be handed out twice).
-            tx = MetaTx(txn, OpContext(
-                now_ns=time.time_ns(), writer_id=self.writer_id, delta_seq=self._delta_seq,
-                alloc_ino=lambda: admin.reserve_ids(tx, counter="nextInode", count=1)))
-            changes = list(body(tx))
-            tx.flush_accounting()
-            if changes:
-                txn.commit(REPAIR_HEADER)
+    def _attempt(self, txn: Txn, body: Callable[[MetaTx], Iterable[str]]) -> list[str]:
+        # An id straight from the counter, in this transaction (servers take theirs from
+        # it in blocks, so none of theirs can be handed out twice).
+        tx = MetaTx(txn, OpContext(
+            now_ns=time.time_ns(), writer_id=self.writer_id, delta_seq=self._delta_seq,
+            alloc_ino=lambda: admin.reserve_ids(tx, counter="nextInode", count=1)))
+        changes = list(body(tx))
+        tx.flush_accounting()
         return changes
 
     # --- pass 1: entries and stray keys -------------------------------------------------

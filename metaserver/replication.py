@@ -28,9 +28,9 @@ import struct
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
-from engines import changelog
-from engines.contract import (CHANGELOG_END, ENGINE_RESERVED_PREFIX, CommitUnknown, Engine,
-                              TxnConflict, changelog_key, changelog_seq)
+from engines import changelog, transactional
+from engines.contract import (CHANGELOG_END, ENGINE_RESERVED_PREFIX, Engine, Txn, changelog_key,
+                              changelog_seq)
 from metaserver import schema
 from metaserver.schema import EPOCH_KEY, POSITION_KEY, EpochState
 
@@ -42,7 +42,6 @@ BOOTSTRAP_HEADER = schema.change_header("bootstrap")
 FENCE_HEADER = schema.change_header("fence")
 PROMOTE_HEADER = schema.change_header("promote")
 BOOTSTRAP_BATCH_KEYS = 5000
-_ATTEMPTS = 20
 
 
 class PositionGone(Exception):
@@ -168,20 +167,14 @@ def fence(engine: Engine, newer_epoch: int) -> EpochState:
     primary is superseded: the commit conflicts with every mutation in flight (they read
     the epoch key) and they all refuse from then on, so last_seq() after this returns is
     the log's final sequence."""
-    for attempt in range(_ATTEMPTS):
-        try:
-            with engine.begin() as txn:
-                state = schema.decode_epoch(txn.get(EPOCH_KEY))
-                if newer_epoch <= max(state.epoch, state.superseded_by):
-                    return state
-                state = EpochState(state.epoch, newer_epoch)
-                txn.put(EPOCH_KEY, schema.encode_epoch(state))
-                txn.commit(FENCE_HEADER)
-                return state
-        except (TxnConflict, CommitUnknown):
-            if attempt == _ATTEMPTS - 1:
-                raise
-    raise AssertionError("unreachable")
+    def write(txn: Txn) -> EpochState:
+        state = schema.decode_epoch(txn.get(EPOCH_KEY))
+        if newer_epoch <= max(state.epoch, state.superseded_by):
+            return state
+        state = EpochState(state.epoch, newer_epoch)
+        txn.put(EPOCH_KEY, schema.encode_epoch(state))
+        return state
+    return transactional.run(engine, write, header=FENCE_HEADER).value
 
 
 def read_changes(engine: Engine, first: int, max_records: int,
@@ -304,24 +297,16 @@ def promote(engine: Engine) -> tuple[int, Position]:
 
 def _commit(engine: Engine, writes: dict[bytes, bytes | None], header: bytes,
             expect: Position | None = None) -> None:
-    """Write `writes` in one transaction. A conflict retries; an unknown commit is settled
-    by the stored position when there is one to compare (apply is exactly once), and is
-    otherwise retried (the other writes are idempotent puts and deletes)."""
-    for attempt in range(_ATTEMPTS):
-        try:
-            with engine.begin() as txn:
-                for key, value in writes.items():
-                    if value is None:
-                        txn.delete(key)
-                    else:
-                        txn.put(key, value)
-                txn.commit(header)
+    """Write `writes` in one transaction. A transaction that finds the position already
+    at `expect` writes nothing: an earlier attempt whose commit was unknown applied them
+    (apply is exactly once). Without `expect` a retry simply writes again (the writes
+    are idempotent puts and deletes)."""
+    def write(txn: Txn) -> None:
+        if expect is not None and txn.get(POSITION_KEY) == _POSITION.pack(expect.epoch, expect.seq):
             return
-        except TxnConflict:
-            if attempt == _ATTEMPTS - 1:
-                raise
-        except CommitUnknown:
-            if expect is not None and position(engine) == expect:
-                return
-            if attempt == _ATTEMPTS - 1:
-                raise
+        for key, value in writes.items():
+            if value is None:
+                txn.delete(key)
+            else:
+                txn.put(key, value)
+    transactional.run(engine, write, header=header)

@@ -1,4 +1,4 @@
-"""The runner: the one place that opens, commits and retries transactions.
+"""The runner: the one place namespace operations run, each in a transaction.
 
 Every operation call goes through `Runner.call` (one operation), `call_atomic` (many
 operations in one transaction, all or nothing) or `call_many` (independent operations
@@ -9,13 +9,15 @@ whose commits share one log sync). The runner:
   it instead of running again: a retry after an unknown commit never applies twice,
 * runs the operation, writes the usage delta, the request record and the change record
   header (operation + request id) in the same transaction, commits,
-* retries conflicts and unknown commits with jittered exponential backoff (tenacity),
-  an unavailable engine only briefly, never past the caller's deadline,
+* retries conflicts and unknown commits with jittered exponential backoff, an
+  unavailable engine only briefly, never past the caller's deadline (the loop is
+  engines.transactional's, shared by every caller that commits),
 * counts calls, errors, retries and latency (prometheus-client).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import functools
 import itertools
@@ -24,12 +26,10 @@ import threading
 import time
 from collections.abc import Callable
 
-import tenacity
 from prometheus_client import Counter, Histogram
 
-from engines import NotFormatted, is_ephemeral, open_engine
-from engines.contract import (RETRYABLE, CommitUnknown, Engine, EngineUnavailable, OutOfCluster,
-                              TxnConflict)
+from engines import NotFormatted, is_ephemeral, open_engine, transactional
+from engines.contract import CommitUnknown, Engine, EngineUnavailable, OutOfCluster, TxnConflict
 from metaserver import schema
 from metaserver.errors import BatchError, FsError
 from metaserver.ops import INTERNAL_OPS, OPS, Op
@@ -44,14 +44,10 @@ RETRIES = Counter("metaserver_txn_retries_total", "Transaction attempts that wer
 
 MAX_ATOMIC_OPS = 256
 MAX_REQUEST_ID = 64
-# Conflicts and unknown commits are retried within RETRY_SECONDS. An unavailable engine
-# (a lost connection, a restarting database, a cluster changing its membership) only
-# within UNAVAILABLE_RETRY_SECONDS: an outage longer than that is the client's to retry,
-# with its own policy, maybe on another server. An engine node outside its cluster's
-# primary component (OutOfCluster) is not retried here at all. No retry outlasts the
-# caller's deadline (less DEADLINE_MARGIN_S, for the answer to get there).
-RETRY_SECONDS = 10
-UNAVAILABLE_RETRY_SECONDS = 2
+# Retries follow engines.transactional.RETRY (conflicts and unknown commits for 10 s, an
+# unavailable engine for 2 s: a longer outage is the client's to retry, maybe on another
+# server; OutOfCluster not at all), and none outlasts the caller's deadline less
+# DEADLINE_MARGIN_S, for the answer to get there.
 DEADLINE_MARGIN_S = 0.1
 _WRITE = Op("unknown", None, True)   # unknown names take the write path, which reports them
 
@@ -119,7 +115,7 @@ class Runner:
         if not formatting:
             check_format(engine)
         self.engine = engine
-        self.max_attempts = max_attempts
+        self.policy = dataclasses.replace(transactional.RETRY, attempts=max_attempts)
         self.writer_id = random.getrandbits(63)
         self._delta_seq = itertools.count(1).__next__
         self._folded_after = 1          # usage deltas below this number are folded
@@ -266,55 +262,11 @@ class Runner:
              deadline: float | None = None):
         if len(request_id) > MAX_REQUEST_ID:
             raise FsError(errno.EINVAL, f"request id longer than {MAX_REQUEST_ID} bytes")
-        header = schema.change_header(label, request_id, calls) if mutating else b""
-        args = (label, mutating, request_id, body, wait_durable, header)
-        started = time.monotonic()
-        try:
-            try:
-                return self._attempt(*args)
-            except RETRYABLE as exc:   # the common case pays nothing for the retry loop
-                if isinstance(exc, OutOfCluster):
-                    raise
-                RETRIES.labels(label, type(exc).__name__).inc()
-            retrying = tenacity.Retrying(
-                retry=tenacity.retry_if_exception(
-                    lambda exc: isinstance(exc, RETRYABLE) and not isinstance(exc, OutOfCluster)),
-                stop=self._stop(started, deadline),
-                wait=tenacity.wait_random_exponential(multiplier=0.0002, max=0.5),
-                before_sleep=lambda state: RETRIES.labels(
-                    label, type(state.outcome.exception()).__name__).inc(),
-                reraise=True)
-            return retrying(self._attempt, *args)
-        except TxnConflict as exc:
-            raise FsError(errno.EAGAIN, "gave up after conflicting attempts (the limit, or "
-                          "the deadline, was reached); try again") from exc
-        except CommitUnknown as exc:
-            raise FsError(errno.EIO, f"commit outcome unknown after retries: {exc}") from exc
-        except OutOfCluster as exc:
-            raise FsError(errno.EIO, "metadata engine unavailable: its node is not part of "
-                          f"the cluster's primary component: {exc}") from exc
-        except EngineUnavailable as exc:
-            raise FsError(errno.EIO, f"metadata engine unavailable: {exc}") from exc
 
-    def _stop(self, started: float, deadline: float | None) -> Callable:
-        """tenacity's stop condition: the attempt limit, the retry time of the error at
-        hand, or a next attempt that would start after the caller's deadline."""
-        def stop(state: tenacity.RetryCallState) -> bool:
-            unavailable = isinstance(state.outcome.exception(), EngineUnavailable)
-            end = started + (UNAVAILABLE_RETRY_SECONDS if unavailable else RETRY_SECONDS)
-            if deadline is not None:
-                end = min(end, deadline - DEADLINE_MARGIN_S)
-            return (state.attempt_number >= self.max_attempts - 1
-                    or time.monotonic() + state.upcoming_sleep >= end)
-        return stop
-
-    def _attempt(self, label: str, mutating: bool, request_id: bytes, body: Callable,
-                 wait_durable: bool, header: bytes):
-        with self.engine.begin() if mutating else self.engine.snapshot() as txn:
+        def attempt(txn):
             if mutating:
                 prior = self._check_writable(txn, request_id)
-                if prior is not None:
-                    txn.rollback()
+                if prior is not None:   # nothing is written: the commit only validates
                     if schema.result_op(prior) != label:
                         raise FsError(errno.EINVAL, f"request id already used by "
                                       f"{schema.result_op(prior)!r}, not {label!r}")
@@ -327,23 +279,34 @@ class Runner:
                             writer_id=self.writer_id, delta_seq=self._delta_seq,
                             dir_mtime_skip_ns=self._dir_mtime_skip_ns)
             tx = MetaTx(txn, ctx)
-            try:
-                result = body(tx)
-            except Exception:
-                # Live-read engines: the error may come from reads that straddle another
-                # commit (an answer no serial order gives); then this raises TxnConflict
-                # and the attempt is retried.
-                txn.validate()
-                raise
+            result = body(tx)
             if mutating:
                 tx.flush_accounting()
                 if request_id:
                     txn.put(schema.request_key(request_id),
                             schema.encode_result(ctx.now_ns, label, result))
-            seq = txn.commit(header, wait_durable=wait_durable)
-        if seq:
-            self._committed(seq)
-        return result
+            return result
+
+        try:
+            done = transactional.run(
+                self.engine, attempt, policy=self.policy, read_only=not mutating,
+                header=schema.change_header(label, request_id, calls) if mutating else b"",
+                wait_durable=wait_durable,
+                deadline=None if deadline is None else deadline - DEADLINE_MARGIN_S,
+                on_retry=lambda exc: RETRIES.labels(label, type(exc).__name__).inc())
+        except TxnConflict as exc:
+            raise FsError(errno.EAGAIN, "gave up after conflicting attempts (the limit, or "
+                          "the deadline, was reached); try again") from exc
+        except CommitUnknown as exc:
+            raise FsError(errno.EIO, f"commit outcome unknown after retries: {exc}") from exc
+        except OutOfCluster as exc:
+            raise FsError(errno.EIO, "metadata engine unavailable: its node is not part of "
+                          f"the cluster's primary component: {exc}") from exc
+        except EngineUnavailable as exc:
+            raise FsError(errno.EIO, f"metadata engine unavailable: {exc}") from exc
+        if done.seq:
+            self._committed(done.seq)
+        return done.value
 
     @staticmethod
     def _check_writable(txn, request_id: bytes) -> bytes | None:

@@ -6,7 +6,7 @@ of one inode sit together.
 
 | key                         | value                                                   |
 |-----------------------------|---------------------------------------------------------|
-| `A` ino:8 `I`               | attr, ATTR struct below (61 bytes)                      |
+| `A` ino:8 `I`               | attr, ATTR struct below (59 bytes)                      |
 | `A` ino:8 `D` name          | dentry: type:1 ino:8                                    |
 | `A` ino:8 `P` parent:8      | links from that parent: count:4 (non-dirs with nlink>1) |
 | `A` ino:8 `C` index:4       | chunk: slices, 24 bytes each (SLICE struct), in order   |

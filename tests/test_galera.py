@@ -22,9 +22,10 @@ from collections import Counter
 import pytest
 
 from engines import open_engine
+from engines.transactional import RETRY
 from metaserver.client import Client, RetryPolicy
 from metaserver.errors import FsError
-from metaserver.runner import RETRIES, UNAVAILABLE_RETRY_SECONDS, Runner
+from metaserver.runner import RETRIES, Runner
 from metaserver.service.config import ServerConfig
 from metaserver.service.maintenance import Maintenance
 from metaserver.service.server import start
@@ -190,7 +191,7 @@ def test_killed_node_fails_within_the_bound_and_the_deadline(galera_cluster, nod
             nodes[2][1].call("lookup", parent=ROOT, name=b"x")
         timings["runner"] = time.monotonic() - began
         print("time to EIO", timings)
-        assert timings["runner"] < UNAVAILABLE_RETRY_SECONDS + 1
+        assert timings["runner"] < RETRY.unavailable_seconds + 1
         assert timings["deadline 1s"] < 1        # answered (EIO) within the deadline
         assert timings["default"] < 16
     finally:

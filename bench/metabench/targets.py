@@ -16,7 +16,9 @@ import threading
 from collections.abc import Callable
 from typing import NamedTuple
 
-from metaserver.types import ROOT_INO, Slice
+from engines import transactional
+from metaserver import schema
+from metaserver.types import ROOT_INO, Attr, FileType, Slice
 
 # The client method of each operation that takes (parent, name); stat is a lookup by name.
 _METHOD = {"mkdir": "mkdir", "create": "create", "stat": "lookup", "unlink": "unlink",
@@ -157,8 +159,9 @@ class RawTarget:
     checks, no accounting, no idempotency records. A batch shares one log sync, as
     Runner.call_many does. Handles are derived from names, so nothing is looked up."""
 
-    ATTR = b"\0" * 72       # a packed attribute is about this size
-    DENTRY = b"\0" * 9      # type + child inode
+    ATTR = schema.encode_attr(Attr(0, FileType.REGULAR, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0))
+    DENTRY = schema.encode_dentry(FileType.REGULAR, 0)
+    SLICE = schema.encode_slice(Slice(0, 0, 0, 0, 0))
 
     def __init__(self, url: str, write_bytes: int) -> None:
         from engines import open_engine
@@ -171,38 +174,34 @@ class RawTarget:
         digest = hashlib.blake2b(b"%d/%s" % (parent, name.encode()), digest_size=8).digest()
         return int.from_bytes(digest, "big")
 
-    @staticmethod
-    def _attr_key(ino: int) -> bytes:
-        return b"A" + ino.to_bytes(8, "big") + b"I"
-
-    @staticmethod
-    def _dentry_key(parent: int, name: str) -> bytes:
-        return b"A" + parent.to_bytes(8, "big") + b"D" + name.encode()
-
     def _one(self, op: str, item: Item, durable: bool):
         ino = self._ino(item.parent, item.name)
-        with self.engine.snapshot() if op in ("stat", "read") else self.engine.begin() as txn:
+        attr, chunk = schema.attr_key(ino), schema.chunk_key(ino, 0)
+        dentry = schema.dentry_key(item.parent, item.name.encode())
+
+        def write(txn) -> None:
             if op in ("mkdir", "create"):
-                txn.put(self._attr_key(ino), self.ATTR)
-                txn.put(self._dentry_key(item.parent, item.name), self.DENTRY)
+                txn.put(attr, self.ATTR)
+                txn.put(dentry, self.DENTRY)
                 if op == "create" and self.write_bytes:
-                    txn.put(self._attr_key(ino) + b"C", b"\0" * 24)
+                    txn.put(chunk, self.SLICE)
             elif op == "stat":
-                txn.get(self._dentry_key(item.parent, item.name))
-                txn.get(self._attr_key(ino))
+                txn.get(dentry)
+                txn.get(attr)
             elif op == "read":
-                txn.get(self._attr_key(ino))
-                txn.get(self._attr_key(ino) + b"C")
+                txn.get(attr)
+                txn.get(chunk)
             elif op == "rename":
-                txn.get(self._dentry_key(item.parent, item.name))
-                txn.delete(self._dentry_key(item.parent, item.name))
-                txn.put(self._dentry_key(item.parent, item.new_name), self.DENTRY)
-                txn.put(self._attr_key(ino), self.ATTR)
+                txn.get(dentry)
+                txn.delete(dentry)
+                txn.put(schema.dentry_key(item.parent, item.new_name.encode()), self.DENTRY)
+                txn.put(attr, self.ATTR)
             else:   # unlink, rmdir
-                txn.get(self._dentry_key(item.parent, item.name))
-                txn.delete(self._dentry_key(item.parent, item.name))
-                txn.delete(self._attr_key(ino))
-            txn.commit(wait_durable=durable)
+                txn.get(dentry)
+                txn.delete(dentry)
+                txn.delete(attr)
+        transactional.run(self.engine, write, read_only=op in ("stat", "read"),
+                          wait_durable=durable)
         return ino if op in ("mkdir", "create") else True
 
     def run(self, op: str, items: list[Item], batched: bool) -> list:
