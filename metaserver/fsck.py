@@ -142,26 +142,26 @@ class _Checker:
 
     # --- pass 1: the inode keys, one inode's keys at a time ------------------------------
     def scan_inodes(self, pairs: Iterator[tuple[bytes, bytes]]) -> None:
-        for head, keys in groupby(pairs, key=lambda pair: pair[0][:9]):
-            ino = int.from_bytes(head[1:], "big")
+        for ino, keys in groupby(pairs, key=lambda pair: schema.parse_inode_key(pair[0]).ino):
             tags: dict[bytes, int] = {}
             for key, value in keys:
-                tag = key[9:10]
-                tags[tag] = tags.get(tag, 0) + 1
+                parts = schema.parse_inode_key(key)
+                tags[parts.tag] = tags.get(parts.tag, 0) + 1
                 try:
-                    self.take(ino, tag, key, value)
+                    self.take(ino, parts, key, value)
                 except (struct.error, ValueError) as exc:
                     self.report.add("undecodable", ino, f"{key!r}: {exc}")
             self.end_inode(ino, tags)
 
-    def take(self, ino: int, tag: bytes, key: bytes, value: bytes) -> None:
-        if tag == b"I":
-            if len(key) != 10:
+    def take(self, ino: int, parts: schema.InodeKey, key: bytes, value: bytes) -> None:
+        tag = parts.tag
+        if tag == schema.ATTR_TAG:
+            if parts.rest:
                 raise ValueError("attr key with a suffix")
             a = schema.decode_attr(ino, value)
             n = self.node(ino)
             n.type, n.nlink, n.parent, n.size = a.type, a.nlink, a.parent, a.size
-        elif tag == b"D":
+        elif tag == schema.ENTRY_TAG:
             type_, child = schema.decode_dentry(value)
             c = self.node(child)
             c.refs += 1
@@ -170,15 +170,15 @@ class _Checker:
             c.ref_hash = (c.ref_hash + _h(ino)) & _MASK
             if type_ == _DIR:
                 self.node(ino).subdirs += 1
-        elif tag == b"P":
+        elif tag == schema.PARENT_TAG:
             count = schema.decode_count(value)
             n = self.node(ino)
             n.p_keys += 1
             n.p_count += count
             n.p_hash = (n.p_hash + count * _h(schema.parent_of_key(key))) & _MASK
-        elif tag == b"S":
+        elif tag == schema.SYMLINK_TAG:
             self.node(ino).has_target = True
-        elif tag not in (b"C", b"X"):
+        elif tag not in (schema.CHUNK_TAG, schema.XATTR_TAG):
             raise ValueError(f"unknown key tag {tag!r}")
 
     def end_inode(self, ino: int, keys: dict[bytes, int]) -> None:
@@ -188,8 +188,7 @@ class _Checker:
         if not type_:
             self.report.add("stray_key", ino, f"keys of a missing inode: {_tags(keys)}")
             return
-        allowed = {b"I", b"X"} | {_DIR: {b"D"}, FileType.REGULAR: {b"C", b"P"},
-                                  FileType.SYMLINK: {b"S", b"P"}}.get(type_, {b"P"})
+        allowed = schema.allowed_tags(type_)
         extra = {t: c for t, c in keys.items() if t not in allowed}
         if extra:
             self.report.add("stray_key", ino, f"a {FileType(type_).name} with {_tags(extra)}")

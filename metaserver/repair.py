@@ -43,10 +43,6 @@ from metaserver.types import ROOT_INO, Attr, FileType
 LOST_FOUND = b"lost+found"
 REPAIR_HEADER = schema.change_header("repair")
 _DIR = FileType.DIRECTORY
-# The key tags each type may have (fsck's stray_key rule): others are deleted.
-_ALLOWED_TAGS = {_DIR: {b"I", b"X", b"D"}, FileType.REGULAR: {b"I", b"X", b"C", b"P"},
-                 FileType.SYMLINK: {b"I", b"X", b"S", b"P"}}
-_OTHER_TYPES_TAGS = {b"I", b"X", b"P"}
 # The kinds whose inodes need their entries looked at in pass 1. Unreachable directories
 # are among them: a loop hidden behind a second entry (which pass 1 removes) shows as
 # unreachable, not as a cycle.
@@ -155,13 +151,13 @@ class _Repairer:
 
     def drop_stray_keys(self, tx: MetaTx, ino: int) -> Iterable[str]:
         a = tx.attrs([ino])[0]
-        allowed = (_ALLOWED_TAGS.get(a.type, _OTHER_TYPES_TAGS) if a else set())
+        allowed = schema.allowed_tags(a.type) if a else frozenset()
         dropped: Counter[str] = Counter()
         for key, value in list(tx.txn.scan(*schema.inode_range(ino))):
-            tag = key[9:10]
+            tag = schema.parse_inode_key(key).tag
             if tag in allowed:
                 continue
-            if tag == b"D":
+            if tag == schema.ENTRY_TAG:
                 self.touched.add(schema.decode_dentry(value)[1])
             tx.txn.delete(key)
             dropped[tag.decode(errors="replace")] += 1
@@ -307,11 +303,11 @@ def entries_naming(engine: Engine, inos: set[int]) -> dict[int, list[tuple[int, 
     naming: dict[int, list[tuple[int, bytes]]] = {}
     _, pairs = engine.snapshot_scan(schema.INODE_PREFIX, schema.COUNTER_PREFIX)
     for key, value in pairs:
-        if key[9:10] == b"D" and len(value) == 9:
+        parts = schema.parse_inode_key(key)
+        if parts.tag == schema.ENTRY_TAG and len(value) == 9:
             ino = int.from_bytes(value[1:], "big")  # the dentry's ino, whatever its type byte
             if ino in inos:
-                naming.setdefault(ino, []).append(
-                    (int.from_bytes(key[1:9], "big"), schema.dentry_name(key)))
+                naming.setdefault(ino, []).append((parts.ino, parts.rest))
     return naming
 
 
@@ -348,12 +344,11 @@ def _cycle_entry_points(kept: dict[int, tuple[int, bytes] | None]) -> set[int]:
 
 def fix_next_inode(tx: MetaTx) -> Iterable[str]:
     """nextInode above the highest inode that has any key."""
-    key = schema.counter_key("nextInode")
-    current = schema.decode_i64(tx.txn.get(key))
+    current = tx.counter("nextInode")
     top = next(tx.txn.scan(schema.INODE_PREFIX, schema.COUNTER_PREFIX, limit=1, reverse=True), None)
-    wanted = int.from_bytes(top[0][1:9], "big") + 1 if top else ROOT_INO + 1
+    wanted = schema.parse_inode_key(top[0]).ino + 1 if top else ROOT_INO + 1
     if current < wanted:
-        tx.txn.put(key, schema.encode_i64(wanted))
+        tx.set_counter("nextInode", wanted)
         yield f"nextInode {current} -> {wanted}"
 
 
@@ -361,19 +356,15 @@ def fix_usage(tx: MetaTx) -> Iterable[str]:
     """usedInodes/usedBytes such that with the pending deltas they count what exists."""
     inodes = nbytes = 0
     for key, value in tx.txn.scan(schema.INODE_PREFIX, schema.COUNTER_PREFIX):
-        if key[9:] == b"I":
+        parts = schema.parse_inode_key(key)
+        if parts.tag == schema.ATTR_TAG and not parts.rest:
             inodes += 1
             a = schema.decode_attr(0, value)
             nbytes += a.size if a.type == FileType.REGULAR else 0
-    delta_bytes = delta_inodes = 0
-    for _, value in tx.txn.scan(schema.DELTA_PREFIX, schema.DELTA_END):
-        more_bytes, more_inodes = schema.decode_delta(value)
-        delta_bytes += more_bytes
-        delta_inodes += more_inodes
+    delta_bytes, delta_inodes = tx.pending_usage()
     for name, want, total in (("usedInodes", inodes - delta_inodes, inodes),
                               ("usedBytes", nbytes - delta_bytes, nbytes)):
-        key = schema.counter_key(name)
-        current = schema.decode_i64(tx.txn.get(key))
+        current = tx.counter(name)
         if current != want:
-            tx.txn.put(key, schema.encode_i64(want))
+            tx.set_counter(name, want)
             yield f"{name} {current} -> {want} (with the pending deltas: {total})"

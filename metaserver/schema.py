@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass, fields, is_dataclass
+from typing import NamedTuple
 
 import msgpack
 
@@ -60,16 +61,42 @@ REQUEST_PREFIX = b"R"
 REQUEST_END = b"S"
 
 
+# The tag after `A` ino:8 says what an inode key holds.
+ATTR_TAG, ENTRY_TAG, PARENT_TAG, CHUNK_TAG, SYMLINK_TAG, XATTR_TAG = \
+    b"I", b"D", b"P", b"C", b"S", b"X"
+_TAGS = {FileType.DIRECTORY: frozenset({ATTR_TAG, XATTR_TAG, ENTRY_TAG}),
+         FileType.REGULAR: frozenset({ATTR_TAG, XATTR_TAG, CHUNK_TAG, PARENT_TAG}),
+         FileType.SYMLINK: frozenset({ATTR_TAG, XATTR_TAG, SYMLINK_TAG, PARENT_TAG})}
+_OTHER_TAGS = frozenset({ATTR_TAG, XATTR_TAG, PARENT_TAG})     # fifos, devices, sockets
+
+
+def allowed_tags(type_: FileType) -> frozenset[bytes]:
+    """The key tags an inode of this type may have (fsck reports others, repair
+    deletes them)."""
+    return _TAGS.get(type_, _OTHER_TAGS)
+
+
+class InodeKey(NamedTuple):
+    """The parts of a key under INODE_PREFIX: `A` ino:8 tag:1 rest."""
+    ino: int
+    tag: bytes          # one of the *_TAG values; b"" in a key too short to have one
+    rest: bytes         # after the tag: a name, a parent, a chunk index; b"" for an attr
+
+
+def parse_inode_key(key: bytes) -> InodeKey:
+    return InodeKey(int.from_bytes(key[1:9], "big"), key[9:10], key[10:])
+
+
 def _ino(ino: int) -> bytes:
     return ino.to_bytes(8, "big")
 
 
 def attr_key(ino: int) -> bytes:
-    return b"A" + _ino(ino) + b"I"
+    return INODE_PREFIX + _ino(ino) + ATTR_TAG
 
 
 def dentry_key(parent: int, name: bytes) -> bytes:
-    return b"A" + _ino(parent) + b"D" + name
+    return INODE_PREFIX + _ino(parent) + ENTRY_TAG + name
 
 
 def dentry_range(parent: int) -> tuple[bytes, bytes]:
@@ -79,8 +106,9 @@ def dentry_range(parent: int) -> tuple[bytes, bytes]:
 
 def parse_dentry_key(key: bytes) -> tuple[int, bytes] | None:
     """(parent, name) of a dentry key; None for any other key."""
-    if len(key) > 10 and key[:1] == b"A" and key[9:10] == b"D":
-        return int.from_bytes(key[1:9], "big"), key[10:]
+    parts = parse_inode_key(key)
+    if key[:1] == INODE_PREFIX and parts.tag == ENTRY_TAG and parts.rest:
+        return parts.ino, parts.rest
     return None
 
 
@@ -89,7 +117,7 @@ def dentry_name(key: bytes) -> bytes:
 
 
 def parent_key(ino: int, parent: int) -> bytes:
-    return b"A" + _ino(ino) + b"P" + _ino(parent)
+    return INODE_PREFIX + _ino(ino) + PARENT_TAG + _ino(parent)
 
 
 def parent_range(ino: int) -> tuple[bytes, bytes]:
@@ -102,7 +130,7 @@ def parent_of_key(key: bytes) -> int:
 
 
 def chunk_key(ino: int, index: int) -> bytes:
-    return b"A" + _ino(ino) + b"C" + index.to_bytes(4, "big")
+    return INODE_PREFIX + _ino(ino) + CHUNK_TAG + index.to_bytes(4, "big")
 
 
 def chunk_range(ino: int, first: int = 0) -> tuple[bytes, bytes]:
@@ -110,11 +138,11 @@ def chunk_range(ino: int, first: int = 0) -> tuple[bytes, bytes]:
 
 
 def symlink_key(ino: int) -> bytes:
-    return b"A" + _ino(ino) + b"S"
+    return INODE_PREFIX + _ino(ino) + SYMLINK_TAG
 
 
 def xattr_key(ino: int, name: bytes) -> bytes:
-    return b"A" + _ino(ino) + b"X" + name
+    return INODE_PREFIX + _ino(ino) + XATTR_TAG + name
 
 
 def xattr_range(ino: int) -> tuple[bytes, bytes]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import errno
 
-from metaserver import schema
 from metaserver.errors import FsError
 from metaserver.ops.metatx import MetaTx
 from metaserver.types import CHUNK_SIZE, MAX_FILE_SIZE, Attr, FileType, SetAttrMask, Slice
@@ -55,9 +54,7 @@ def truncate(tx: MetaTx, a: Attr, size: int) -> None:
     if size < a.size:
         last = size // CHUNK_SIZE
         offset = size % CHUNK_SIZE
-        start, end = schema.chunk_range(a.ino, first=last + (1 if offset else 0))
-        for key, _ in list(tx.txn.scan(start, end)):
-            tx.txn.delete(key)
+        tx.drop_chunks(a.ino, first=last + (1 if offset else 0))
         if offset:
             slices = tx.chunk(a.ino, last)
             if slices:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import errno
 
-from metaserver import schema
 from metaserver.errors import FsError
 from metaserver.ops.metatx import MetaTx
 from metaserver.types import CHUNK_SIZE, MAX_FILE_SIZE, Attr, CompactResult, FileType, Slice
@@ -22,9 +21,8 @@ def alloc_slice_ids(tx: MetaTx, *, count: int) -> int:
     """Reserve `count` consecutive slice ids; returns the first."""
     if not 0 < count <= SLICE_ID_BATCH_MAX:
         raise FsError(errno.EINVAL, f"slice id count must be 1..{SLICE_ID_BATCH_MAX}")
-    key = schema.counter_key("nextSlice")
-    first = schema.decode_i64(tx.txn.get(key)) or 1
-    tx.txn.put(key, schema.encode_i64(first + count))
+    first = tx.counter("nextSlice") or 1
+    tx.set_counter("nextSlice", first + count)
     return first
 
 
@@ -50,8 +48,7 @@ def write_slice(tx: MetaTx, *, ino: int, index: int, slice: Slice) -> Attr:
     if s.id <= 0 or s.off + s.len > s.size:
         raise FsError(errno.EINVAL, "slice must name an object id and lie inside it")
     a = _file(tx, ino)
-    tx.txn.put(schema.chunk_key(ino, index),
-               (tx.txn.get(schema.chunk_key(ino, index)) or b"") + schema.encode_slice(s))
+    tx.append_slice(ino, index, s)
     end = index * CHUNK_SIZE + s.pos + s.len
     if end > a.size:
         tx.account(end - a.size, 0)

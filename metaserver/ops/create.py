@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import errno
 
-from metaserver import schema
 from metaserver.errors import FsError
 from metaserver.ops.metatx import MetaTx
 from metaserver.types import LINK_MAX, SYMLINK_MAX, Entry, FileType
@@ -58,7 +57,7 @@ def symlink(tx: MetaTx, *, parent: int, name: bytes, target: bytes, uid: int = 0
         raise FsError(errno.ENAMETOOLONG, f"symlink target longer than {SYMLINK_MAX} bytes")
     pattr = tx.free_name(parent, name)
     a = tx.new_inode(FileType.SYMLINK, 0o777, uid, gid, parent, size=len(target))
-    tx.txn.put(schema.symlink_key(a.ino), bytes(target))
+    tx.put_symlink_target(a.ino, target)
     tx.put_dentry(parent, name, FileType.SYMLINK, a.ino)
     tx.touch_dir(pattr)
     return Entry(name, a.ino, FileType.SYMLINK, a)

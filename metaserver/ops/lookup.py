@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import errno
 
-from metaserver import schema
 from metaserver.errors import FsError, quote
 from metaserver.ops.metatx import MetaTx
 from metaserver.types import NAME_MAX, PATH_MAX, READDIR_MAX, ROOT_INO, Attr, DirPage, Entry, FileType
@@ -31,7 +30,7 @@ def readlink(tx: MetaTx, *, ino: int) -> bytes:
     a = tx.attr(ino)
     if a.type != FileType.SYMLINK:
         raise FsError(errno.EINVAL, f"inode {ino} is not a symbolic link")
-    return tx.txn.get(schema.symlink_key(ino)) or b""
+    return tx.symlink_target(ino)
 
 
 def readdir(tx: MetaTx, *, ino: int, cursor: bytes = b"", limit: int = 1000,

@@ -11,7 +11,7 @@ import itertools
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
-from engines.contract import Txn
+from engines.contract import ENGINE_RESERVED_PREFIX, Txn
 from metaserver import schema
 from metaserver.errors import FsError, quote
 from metaserver.types import NAME_MAX, ROOT_INO, Attr, Entry, FileType, Slice
@@ -189,6 +189,71 @@ class MetaTx:
             self.txn.put(key, schema.encode_slices(slices))
         else:
             self.txn.delete(key)
+
+    def append_slice(self, ino: int, index: int, s: Slice) -> None:
+        """Add one slice at the end of a chunk (a write: later slices cover earlier ones)."""
+        key = schema.chunk_key(ino, index)
+        self.txn.put(key, (self.txn.get(key) or b"") + schema.encode_slice(s))
+
+    def drop_chunks(self, ino: int, first: int) -> None:
+        """Delete chunks `first` and later."""
+        for key, _ in list(self.txn.scan(*schema.chunk_range(ino, first))):
+            self.txn.delete(key)
+
+    # --- symlink targets and xattrs -----------------------------------------------------
+    def symlink_target(self, ino: int) -> bytes:
+        return self.txn.get(schema.symlink_key(ino)) or b""
+
+    def put_symlink_target(self, ino: int, target: bytes) -> None:
+        self.txn.put(schema.symlink_key(ino), bytes(target))
+
+    def xattr(self, ino: int, name: bytes) -> bytes | None:
+        return self.txn.get(schema.xattr_key(ino, name))
+
+    def xattr_names(self, ino: int) -> list[bytes]:
+        return [schema.xattr_name(k) for k, _ in self.txn.scan(*schema.xattr_range(ino))]
+
+    def put_xattr(self, ino: int, name: bytes, value: bytes) -> None:
+        self.txn.put(schema.xattr_key(ino, name), bytes(value))
+
+    def del_xattr(self, ino: int, name: bytes) -> None:
+        self.txn.delete(schema.xattr_key(ino, name))
+
+    # --- counters, usage deltas, idempotency records ------------------------------------
+    def counter(self, name: str) -> int:
+        """A counter's value (0 when absent)."""
+        return schema.decode_i64(self.txn.get(schema.counter_key(name)))
+
+    def set_counter(self, name: str, value: int) -> None:
+        self.txn.put(schema.counter_key(name), schema.encode_i64(value))
+
+    def first_namespace_key(self) -> bytes | None:
+        """Any namespace key (None: the namespace is empty)."""
+        return next((k for k, _ in self.txn.scan(b"", ENGINE_RESERVED_PREFIX, limit=1)), None)
+
+    def pending_usage(self) -> tuple[int, int]:
+        """(bytes, inodes): the sum of every usage delta not folded yet."""
+        nbytes = inodes = 0
+        for _, value in self.txn.scan(schema.DELTA_PREFIX, schema.DELTA_END):
+            more_bytes, more_inodes = schema.decode_delta(value)
+            nbytes += more_bytes
+            inodes += more_inodes
+        return nbytes, inodes
+
+    def take_deltas(self, writer: int, after: int, before: int, limit: int
+                    ) -> Iterator[tuple[int, int, int]]:
+        """Delete writer `writer`'s usage deltas numbered after..before-1 (at most
+        `limit`), yielding each one's (number, bytes, inodes)."""
+        for key, value in self.txn.scan(schema.delta_key(writer, after),
+                                        schema.delta_key(writer, before), limit=limit):
+            self.txn.delete(key)
+            yield (schema.delta_number(key), *schema.decode_delta(value))
+
+    def request_records(self, keys: list[bytes]) -> list[bytes | None]:
+        return self.txn.get_many(keys)
+
+    def del_request_record(self, key: bytes) -> None:
+        self.txn.delete(key)
 
     # --- space accounting ---------------------------------------------------------------
     def account(self, nbytes: int, inodes: int) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import errno
 
-from metaserver import schema
 from metaserver.errors import FsError, quote
 from metaserver.ops.metatx import MetaTx
 from metaserver.types import XATTR_LIST_MAX, XATTR_NAME_MAX, XATTR_VALUE_MAX, XattrFlags
@@ -20,7 +19,7 @@ def _check(name: bytes) -> None:
 def getxattr(tx: MetaTx, *, ino: int, name: bytes) -> bytes:
     _check(name)
     tx.attr(ino)
-    value = tx.txn.get(schema.xattr_key(ino, name))
+    value = tx.xattr(ino, name)
     if value is None:
         raise FsError(errno.ENODATA, f"no xattr {quote(name)}")
     return value
@@ -28,8 +27,7 @@ def getxattr(tx: MetaTx, *, ino: int, name: bytes) -> bytes:
 
 def listxattr(tx: MetaTx, *, ino: int) -> list[bytes]:
     tx.attr(ino)
-    start, end = schema.xattr_range(ino)
-    return [schema.xattr_name(k) for k, _ in tx.txn.scan(start, end)]
+    return tx.xattr_names(ino)
 
 
 def setxattr(tx: MetaTx, *, ino: int, name: bytes, value: bytes, flags: int = 0) -> None:
@@ -39,8 +37,7 @@ def setxattr(tx: MetaTx, *, ino: int, name: bytes, value: bytes, flags: int = 0)
     if len(value) > XATTR_VALUE_MAX:
         raise FsError(errno.E2BIG, f"xattr value larger than {XATTR_VALUE_MAX} bytes")
     a = tx.attr(ino)
-    key = schema.xattr_key(ino, name)
-    exists = tx.txn.get(key) is not None
+    exists = tx.xattr(ino, name) is not None
     if flags & XattrFlags.CREATE and exists:
         raise FsError(errno.EEXIST, f"xattr {quote(name)} exists")
     if flags & XattrFlags.REPLACE and not exists:
@@ -49,7 +46,7 @@ def setxattr(tx: MetaTx, *, ino: int, name: bytes, value: bytes, flags: int = 0)
         names = listxattr(tx, ino=ino)
         if sum(len(n) + 1 for n in names) + len(name) + 1 > XATTR_LIST_MAX:
             raise FsError(errno.ENOSPC, "the xattr name list of this inode is full")
-    tx.txn.put(key, bytes(value))
+    tx.put_xattr(ino, name, value)
     a.ctime_ns = tx.now
     tx.put_attr(a)
 
@@ -57,9 +54,8 @@ def setxattr(tx: MetaTx, *, ino: int, name: bytes, value: bytes, flags: int = 0)
 def removexattr(tx: MetaTx, *, ino: int, name: bytes) -> None:
     _check(name)
     a = tx.attr(ino)
-    key = schema.xattr_key(ino, name)
-    if tx.txn.get(key) is None:
+    if tx.xattr(ino, name) is None:
         raise FsError(errno.ENODATA, f"no xattr {quote(name)}")
-    tx.txn.delete(key)
+    tx.del_xattr(ino, name)
     a.ctime_ns = tx.now
     tx.put_attr(a)
