@@ -51,8 +51,6 @@ _I64 = struct.Struct(">q")
 _DELTA = struct.Struct(">qq")
 _COUNT = struct.Struct(">I")
 
-SLICE_SIZE = _SLICE.size
-
 INODE_PREFIX = b"A"
 COUNTER_PREFIX = b"C"
 DELTA_PREFIX = b"U"

@@ -1,8 +1,8 @@
 """`metabench scale`: grow one directory of one namespace in steps (1e5, 1e6, 1e7
 files by default) and at each step measure, over gRPC on a sample, create / stat /
 readdir-page / rename / remove rates; on-disk bytes per file; server RSS; the whole
-directory listed page by page (time and server memory while listing); the dump time
-when a dump facility exists. Writes a table, a PNG and a projection to 1e9 files.
+directory listed page by page (time and server memory while listing); the time of
+`metactl dump`. Writes a table, a PNG and a projection to 1e9 files.
 
 The namespace is grown in the server process itself (Runner.call_atomic, 256 creates
 per transaction: what an atomic Batch does, without the RPC), so the long fill does
@@ -34,7 +34,6 @@ from metabench.targets import Item, NamespaceTarget
 DEFAULT_STEPS = (100_000, 1_000_000, 10_000_000)
 PROJECT_FILES = 1_000_000_000
 PROJECT_LIST = 10_000_000
-PHASES = ("create", "stat", "rename", "remove")
 
 
 def parser() -> argparse.ArgumentParser:

@@ -57,7 +57,7 @@ class Operation:
     shape: Callable[[Any, dict], Mapping[str, Any]] | None = None
 
 
-class Call(NamedTuple):
+class DecodedCall(NamedTuple):
     """A decoded request: what to run and with which request id and arguments."""
     spec: Operation
     request_id: bytes
@@ -196,7 +196,7 @@ class Codec:
     def __init__(self, *, total_bytes: int, total_inodes: int) -> None:
         self._server_kwargs = {"total_bytes": total_bytes, "total_inodes": total_inodes}
 
-    def decode(self, spec: Operation, request: Message) -> Call:
+    def decode(self, spec: Operation, request: Message) -> DecodedCall:
         request_id = b""
         kwargs = {}
         for fd in request.DESCRIPTOR.fields:
@@ -210,15 +210,15 @@ class Codec:
         for name, default in spec.zero_means.items():
             kwargs[name] = kwargs[name] or default
         kwargs.update({name: self._server_kwargs[name] for name in spec.from_server})
-        return Call(spec, request_id, kwargs)
+        return DecodedCall(spec, request_id, kwargs)
 
-    def decode_operation(self, operation: pb.Operation) -> Call:
+    def decode_operation(self, operation: pb.Operation) -> DecodedCall:
         name = operation.WhichOneof("op")
         if name is None:
             raise FsError(errno.EINVAL, "empty Operation: no operation set")
         return self.decode(OPERATIONS[name], getattr(operation, name))
 
-    def decode_batch(self, request: pb.BatchRequest) -> list[Call]:
+    def decode_batch(self, request: pb.BatchRequest) -> list[DecodedCall]:
         """Every operation of a batch, or BatchError naming the first malformed one."""
         if len(request.ops) > MAX_BATCH_OPS:
             raise FsError(errno.E2BIG, f"a batch holds at most {MAX_BATCH_OPS} operations")
@@ -232,12 +232,12 @@ class Codec:
         return calls
 
     @staticmethod
-    def encode(call: Call, result: Any) -> Message:
+    def encode(call: DecodedCall, result: Any) -> Message:
         shaped = call.spec.shape(result, call.kwargs) if call.spec.shape else result
         return to_message(shaped, call.spec.reply)
 
     @classmethod
-    def encode_result(cls, call: Call, result: Any) -> pb.OperationResult:
+    def encode_result(cls, call: DecodedCall, result: Any) -> pb.OperationResult:
         """One Batch result: the reply, or the FsError the operation raised."""
         if isinstance(result, FsError):
             return pb.OperationResult(error=pb.Error(errno=result.errno, message=result.message))
