@@ -226,6 +226,32 @@ def check_change_log(txn: "OccTxn", seq: int, records: Sequence[bytes | None]) -
     check_conflicts(txn, [{key for key, _ in changelog.decode(r).writes} for r in records])
 
 
+# --- the log-validated commit of the drivers over a shared store (SQL, TiKV) --------------
+# Under the sequence lock: check_change_log, then log_commit; trim_span for trimming.
+
+TRIM_CHUNK = 10_000     # change records deleted per transaction
+
+
+def log_commit(writes: dict[bytes, bytes | None], txn: "OccTxn", seq: int,
+               header: bytes) -> None:
+    """Add to `writes` txn's writes, its change record under `seq`, and `seq` as the
+    newest sequence: what its commit stores (several commits may share one `writes`)."""
+    writes.update(txn.writes)
+    writes[changelog_key(seq)] = changelog.encode(seq, header, txn.writes)
+    writes[SEQ_KEY] = seq.to_bytes(8, "big")
+
+
+def trim_span(newest: int, keep: int, oldest: int | None) -> tuple[int, int] | None:
+    """The change sequences [first, stop) one trim transaction deletes, at most
+    TRIM_CHUNK of them, to keep the newest `keep` of those up to `newest` (`oldest`:
+    the oldest stored one, if any); None when there is nothing to delete."""
+    upto = newest - keep
+    first = upto + 1 if oldest is None else oldest
+    if upto < first:
+        return None
+    return first, min(upto + 1, first + TRIM_CHUNK)
+
+
 class OpenTransactions:
     """Counts a driver's unfinished transactions, for Engine.active_transactions."""
 

@@ -58,7 +58,7 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects import mysql, postgresql
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 
-from engines import NotFormatted, changelog
+from engines import NotFormatted
 from engines.contract import (
     CHANGELOG_END,
     CHANGELOG_PREFIX,
@@ -73,11 +73,10 @@ from engines.contract import (
     changelog_seq,
 )
 from engines.occ import (SEQ_KEY, OccTxn, OpenTransactions, check_change_log, check_conflicts,
-                         decode_seq)
+                         decode_seq, log_commit, trim_span)
 
 MAX_KEY = 512
 _FIRST_PAGE, _MAX_PAGE = 32, 1024     # rows per scan query: small first, then growing
-_TRIM_CHUNK = 10_000                  # change records deleted per transaction
 
 _metadata = sa.MetaData()
 KV = sa.Table(
@@ -379,11 +378,9 @@ class SqlEngine(Engine):
             seq += 1
             p.seq = seq
             accepted.append(p)
-            writes.update(p.txn.writes)
-            writes[changelog_key(seq)] = changelog.encode(seq, p.header, p.txn.writes)
+            log_commit(writes, p.txn, seq, p.header)
         if not accepted:
             return
-        writes[SEQ_KEY] = seq.to_bytes(8, "big")
         deleted = [k for k, v in writes.items() if v is None]
         if deleted:
             _run(conn, _DELETE_KEYS, {"keys": deleted})
@@ -408,13 +405,13 @@ class SqlEngine(Engine):
         while True:
             conn, _ = self._connect(read_seq=False)
             with _pooled(conn):
-                upto = self._lock_seq(conn) - keep
+                newest = self._lock_seq(conn)
                 oldest = _run(conn, _SCAN, {"lo": CHANGELOG_PREFIX, "hi": CHANGELOG_END,
                                             "n": 1}).first()
-                first = changelog_seq(oldest[0]) if oldest else upto + 1
-                if upto < first:
+                span = trim_span(newest, keep, changelog_seq(oldest[0]) if oldest else None)
+                if span is None:
                     return dropped
-                stop = min(upto + 1, first + _TRIM_CHUNK)
+                first, stop = span
                 _run(conn, _DELETE_RANGE, {"lo": changelog_key(first), "hi": changelog_key(stop)})
                 _end(conn, committing=True)
                 dropped += stop - first

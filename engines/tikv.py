@@ -35,7 +35,7 @@ from collections.abc import Awaitable, Callable, Iterator, Sequence
 from typing import TypeVar
 from urllib.parse import urlsplit
 
-from engines import NotFormatted, changelog
+from engines import NotFormatted
 from engines.contract import (
     CHANGELOG_END,
     CHANGELOG_PREFIX,
@@ -48,11 +48,11 @@ from engines.contract import (
     changelog_key,
     changelog_seq,
 )
-from engines.occ import SEQ_KEY, OccTxn, OpenTransactions, check_change_log, decode_seq
+from engines.occ import (SEQ_KEY, OccTxn, OpenTransactions, check_change_log, decode_seq, log_commit,
+                         trim_span)
 
 T = TypeVar("T")
 _PAGE = 256
-_TRIM_CHUNK = 10_000
 # TiKV key errors (Rust Debug text) that mean "lost a race, nothing applied: retry".
 _RETRY = re.compile(r"WriteConflict|Deadlock|AlreadyExist|TxnLockNotFound|CommitTsExpired|"
                     r"PessimisticLockNotFound|retryable: \"[^\"]")
@@ -205,9 +205,8 @@ class TikvEngine(Engine):
                 found = run(lambda: tikv_txn.batch_get_for_update(keys))
                 check_change_log(txn, seq, [found.get(k) for k in keys])
             seq += 1
-            writes = dict(txn.writes)
-            writes[changelog_key(seq)] = changelog.encode(seq, header, txn.writes)
-            writes[SEQ_KEY] = seq.to_bytes(8, "big")
+            writes: dict[bytes, bytes | None] = {}
+            log_commit(writes, txn, seq, header)
             run(lambda: tikv_txn.lock_keys([p + k for k in writes]))   # one round trip
             for key, value in writes.items():
                 if value is None:
@@ -236,14 +235,15 @@ class TikvEngine(Engine):
             tikv_txn = self._loop.run(lambda: self._client.begin(True))
             reader = _Reader(self, tikv_txn)
             try:
-                upto = decode_seq(self._loop.run(
-                    lambda: tikv_txn.get_for_update(self._prefix + SEQ_KEY))) - keep
-                first = next((changelog_seq(k) for k, _ in
-                              reader.scan(CHANGELOG_PREFIX, CHANGELOG_END, False)), upto + 1)
-                if upto < first:
+                newest = decode_seq(self._loop.run(
+                    lambda: tikv_txn.get_for_update(self._prefix + SEQ_KEY)))
+                oldest = next((changelog_seq(k) for k, _ in
+                               reader.scan(CHANGELOG_PREFIX, CHANGELOG_END, False)), None)
+                span = trim_span(newest, keep, oldest)
+                if span is None:
                     self._rollback(tikv_txn)
                     return dropped
-                stop = min(upto + 1, first + _TRIM_CHUNK)
+                first, stop = span
                 keys = [self._prefix + changelog_key(s) for s in range(first, stop)]
                 self._loop.run(lambda: tikv_txn.lock_keys(keys))     # one round trip
                 for key in keys:
