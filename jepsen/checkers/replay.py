@@ -162,7 +162,9 @@ class _Replayer:
             if call.type == OK and self.resolve(call, lambda: self.would_apply(call)) \
                     and self.retry(call):
                 return
-            if call.type == OK:
+            if call.type == OK and self.model_inos(call) & self.guessed:
+                self.out.figures["unchecked_after_evidence"] += 1
+            elif call.type == OK:
                 self.out.anomalies.append(anomaly(
                     "refused", [call], f"acknowledged {call.f}{_show(call.args)} at {call.seq}, "
                     f"but the model refuses it at that point with {errno.errorcode[exc.errno]}"))
