@@ -6,11 +6,13 @@ Real inode numbers are translated to the model's as creation results reveal them
 included). A read naming an inode never revealed is left unchecked.
 
 Info mutations without a seq may or may not have happened. The replay applies one only
-when a later call disagrees with the model on an inode that info call names, and it was
-invoked before that call completed: the disagreement is the evidence it happened. The
-others stay "indeterminate" (a figure). Floating commits (History.floating: their seq
-is only an upper bound) are applied the same way, and at their seq at the latest; one
-applied on evidence lands after the call that needed it, so its own result is not checked. A follower read (one with a seq) that matches no
+when a later call it is relevant to (_Replayer.resolve, .relevant) disagrees with the
+model, it was invoked before that call completed, and applying it makes the call agree:
+that is the evidence it happened (docs/jepsen.md, "Unknown outcomes"). The others stay
+"indeterminate" (a figure). Floating commits (History.floating: their seq is only an
+upper bound) are applied the same way, and at their seq at the latest; one applied on
+evidence lands after the call that needed it, so its own result is not checked. A
+follower read (one with a seq) that matches no
 state of its window is the prefix checker's anomaly, not this one's; final observations
 are matched at the last position and their differences are the lost-write checker's.
 """
@@ -63,13 +65,12 @@ class _Replayer:
         self.model = self.out.model
         self.to_model = {ROOT_INO: ROOT_INO}
         self.fp: dict[int, tuple[int, int]] = defaultdict(lambda: (0, 0))
-        # info mutations without a seq, by the real inodes they name
-        self.pending: dict[int, list[Call]] = defaultdict(list)
+        # mutations whose place is unknown: info ones without a seq, and floating ones
+        self.pending: list[Call] = []
         for c in h.calls:
             if not c.is_read and (c.type == INFO and c.seq is None or c.id in h.floating):
                 self.out.figures["floating" if c.seq else "indeterminate"] += 1
-                for ino in c.inos:
-                    self.pending[ino].append(c)
+                self.pending.append(c)
         self.seen = _names_seen(h)
         self.position = 0                        # commits applied so far
         self.evidence_at: dict[int, list[int]] = defaultdict(list)   # model ino -> positions
@@ -221,9 +222,9 @@ class _Replayer:
         rest stay pending. True if that happened; if nothing satisfies, all is undone.
         `explaining`: only those that explain a read (its unique value or name), applied
         as soon as the read starts, where its window begins."""
-        pending = {info.id: info for infos in self.pending.values() for info in infos
-                   if info.id not in self.applied and info.start < call.end}
-        candidates = sorted((info for info in pending.values() if self.relevant(info, call)
+        pending = (info for info in self.pending
+                   if info.id not in self.applied and info.start < call.end)
+        candidates = sorted((info for info in pending if self.relevant(info, call)
                              and (_explains(info, call) or not explaining)),
                             key=lambda info: (not _explains(info, call), info.start))
         if not candidates:
