@@ -7,6 +7,7 @@ import errno
 import os
 import pathlib
 import sys
+import threading
 
 import grpc
 import pytest
@@ -17,7 +18,9 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))   # jeps
 from jepsen.faultproxy import FaultProxy  # noqa: E402
 from metaserver.client import Client, RetryPolicy
 from metaserver.service import ServerConfig, start
-from metaserver.service.replication import APPLIED_SEQ_KEY, COMMIT_SEQ_KEY, MIN_SEQ_KEY
+from metaserver import replication
+from metaserver.service.replication import (APPLIED_SEQ_END_KEY, APPLIED_SEQ_KEY,
+                                              COMMIT_SEQ_KEY, MIN_SEQ_KEY)
 from metaserver.testing.metaserver_process import ServerProcess, namespace, status, wait_for
 from metaserver.types import ROOT_INO
 from metaserver.v1 import metadata_pb2 as pb
@@ -94,6 +97,41 @@ def test_follower_bootstraps_applies_and_forwards(primary, tmp_path):
         assert reply.role == "follower" and reply.ready and reply.connected
         assert reply.applied_seq == primary.engine.last_seq()
     finally:
+        follower.stop()
+
+
+def test_a_follower_read_during_an_apply_names_a_range_that_holds_what_it_saw(
+        primary, monkeypatch):
+    """A batch is visible in the follower's engine before its position moves in memory:
+    the read's end trailer must already cover it (a jepsen run found one that did not)."""
+    committed, read_done = threading.Event(), threading.Event()
+    apply_records = replication.apply_records
+
+    def apply_then_stall(engine, at, records):
+        new = apply_records(engine, at, records)
+        if any(b"late" in r for r in records):
+            committed.set()
+            read_done.wait(10)          # the read happens between commit and bookkeeping
+        return new
+
+    monkeypatch.setattr(replication, "apply_records", apply_then_stall)
+    follower = follower_of(primary.address)
+    try:
+        wait_for(lambda: status(follower.address).connected, what="link up")
+        with Client(primary.address) as c:
+            c.mkdir(ROOT_INO, "late")
+        late_seq = primary.engine.last_seq()
+        assert committed.wait(10)
+        with grpc.insecure_channel(follower.address) as channel:
+            stub = metadata_pb2_grpc.MetadataStub(channel)
+            reply, call = stub.Lookup.with_call(pb.LookupRequest(parent=ROOT_INO, name=b"late"),
+                                                timeout=10)
+        read_done.set()
+        trailers = dict(call.trailing_metadata())
+        assert reply.name == b"late"
+        assert int(trailers[APPLIED_SEQ_KEY]) < late_seq <= int(trailers[APPLIED_SEQ_END_KEY])
+    finally:
+        read_done.set()
         follower.stop()
 
 

@@ -115,6 +115,8 @@ class Follower:
         self._meta = metadata_pb2_grpc.MetadataStub(self._channel)
         self._cond = threading.Condition()
         self._at = replication.position(engine)
+        # While a batch commits, the engine already holds up to here and _at not yet.
+        self._applying = self._at.seq if self._at else 0
         self.primary_seq = self._at.seq if self._at else 0
         self.source_superseded_by = 0
         self.bytes_received = 0
@@ -141,6 +143,12 @@ class Follower:
     @property
     def applied(self) -> int:
         return self._at.seq if self._at else 0
+
+    @property
+    def applied_at_most(self) -> int:
+        """An upper bound of what a read of the local engine can see now: a batch being
+        committed is visible before `applied` moves to its end."""
+        return max(self.applied, self._applying)
 
     @property
     def epoch(self) -> int:
@@ -289,7 +297,9 @@ class Follower:
     def _set_position(self, at: Position | None) -> None:
         with self._cond:
             self._at = at
-            if at is not None:
+            if at is None:
+                self._applying = 0
+            else:
                 self.primary_seq = max(self.primary_seq, at.seq)
                 self._rate.append((time.monotonic(), at.seq))
                 while len(self._heard_seqs) > 1 and self._heard_seqs[1][0] <= at.seq:
@@ -343,6 +353,7 @@ class Follower:
                     self.primary_seq = max(self.primary_seq, batch.primary_seq)
                     self._heard_seqs.append((batch.primary_seq, now))
                     self.source_superseded_by = batch.superseded_by
+                self._applying = at.seq + len(batch.records)
                 at = replication.apply_records(self.engine, at, batch.records)
                 RECORDS.inc(len(batch.records))
                 self._set_position(at)
@@ -435,7 +446,7 @@ class Node:
             reply = local()
             # The read saw a state between these two positions (applying goes on).
             context.set_trailing_metadata([(APPLIED_SEQ_KEY, str(applied)),
-                                           (APPLIED_SEQ_END_KEY, str(follower.applied)),
+                                           (APPLIED_SEQ_END_KEY, str(follower.applied_at_most)),
                                            (EPOCH_HEADER, str(follower.epoch))])
             return reply
         if client_epoch > self.state.epoch:
