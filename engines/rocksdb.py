@@ -13,11 +13,39 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator, Sequence
 
-from rocksdict import Options, Rdict, ReadOptions, WriteBatch, WriteOptions
+from rocksdict import (BlockBasedOptions, Cache, Options, Rdict, ReadOptions, WriteBatch,
+                       WriteOptions)
 
 from engines import NotFormatted
 from engines.contract import CHANGELOG_END, CHANGELOG_PREFIX, EngineUnavailable, changelog_seq
 from engines.occ import OccEngine
+
+
+# Tuning for 1e7+ entries (bench/RESULTS.md, "Bulk build and scale"). A create first
+# checks that its name is absent: the bloom filter answers most such misses without a
+# data block read. Index and filter blocks live in the block cache, so the server's
+# memory is bounded by the cache, not by the number of files (filters take 10 bits per
+# key on disk; indexes a few bytes per 4 KiB block). METASERVER_ROCKSDB_CACHE_MIB sets
+# the cache size.
+BLOOM_BITS_PER_KEY = 10
+BLOCK_CACHE_BYTES = int(os.environ.get("METASERVER_ROCKSDB_CACHE_MIB", "256")) << 20
+WRITE_BUFFER_BYTES = 64 << 20
+
+
+def store_options(create: bool = False) -> Options:
+    """The options every store (and every SST file written for it) is opened with."""
+    table = BlockBasedOptions()
+    table.set_bloom_filter(BLOOM_BITS_PER_KEY, False)
+    table.set_block_cache(Cache(BLOCK_CACHE_BYTES))
+    table.set_cache_index_and_filter_blocks(True)
+    table.set_pin_l0_filter_and_index_blocks_in_cache(True)
+    options = Options(raw_mode=True)
+    options.create_if_missing(create)
+    options.set_block_based_table_factory(table)
+    options.set_level_compaction_dynamic_level_bytes(True)
+    options.set_write_buffer_size(WRITE_BUFFER_BYTES)
+    options.set_max_background_jobs(2)
+    return options
 
 
 class RocksEngine(OccEngine):
@@ -31,11 +59,8 @@ class RocksEngine(OccEngine):
         self._fsync = sync
         if create:
             os.makedirs(path, exist_ok=True)
-        options = Options(raw_mode=True)
-        options.create_if_missing(create)
-        options.set_max_background_jobs(2)
         try:
-            self._db = Rdict(path, options=options)
+            self._db = Rdict(path, options=store_options(create))
         except Exception as exc:
             raise EngineUnavailable(f"cannot open RocksDB at {path}: {exc}") from exc
         self._write_options = WriteOptions()
