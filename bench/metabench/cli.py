@@ -21,7 +21,7 @@ def _probe(c: Config) -> None:
     if c.server:
         from metaserver.client import Client, RetryPolicy
         with Client(c.server, timeout=min(c.timeout, 10),
-                    retry=RetryPolicy(attempts=1)) as client:
+                    retry=RetryPolicy(attempts=1), token=c.token or None) as client:
             try:
                 client.echo(b"")
             except OSError as exc:
@@ -41,7 +41,7 @@ def _probe(c: Config) -> None:
 
 def target_specs(c: Config) -> list[TargetSpec]:
     kind = "grpc" if c.server else "inproc"
-    return [TargetSpec(kind, c.target, c.timeout, c.write_bytes)] * c.processes
+    return [TargetSpec(kind, c.target, c.timeout, c.write_bytes, c.token)] * c.processes
 
 
 def raw_url(c: Config, scratch: str) -> str:
@@ -55,7 +55,7 @@ def raw_url(c: Config, scratch: str) -> str:
 
 def baseline_specs(c: Config, b: Baseline, scratch: str) -> list[TargetSpec]:
     if b.kind == "echo":
-        return [TargetSpec("echo", c.server, c.timeout)] * c.processes
+        return [TargetSpec("echo", c.server, c.timeout, token=c.token)] * c.processes
     if b.kind == "localfs":
         return [TargetSpec("localfs", b.path, c.timeout, c.write_bytes)] * c.processes
     url = raw_url(c, scratch)

@@ -55,6 +55,7 @@ class Config:
     plot: str = ""
     preset: str = ""                # "io500-easy", "io500-hard" or ""
     timeout: float = 30.0           # per call, seconds
+    token: str = ""                 # --token; empty: $METASERVER_TOKEN (the client's default)
 
     @property
     def target(self) -> str:
@@ -127,6 +128,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--json", default="", metavar="FILE")
     p.add_argument("--plot", default="", metavar="FILE.png")
     p.add_argument("--timeout", type=non_negative(float), default=30.0, help="seconds per call")
+    p.add_argument("--token", default="", metavar="TOKEN",
+                   help="bearer token for --server (default: $METASERVER_TOKEN)")
     return p
 
 
@@ -169,7 +172,7 @@ def from_args(argv: list[str]) -> Config:
         server=a.server or ("" if a.meta_url else
                             os.environ.get("METASERVER_ADDRESS", DEFAULT_SERVER)),
         baselines=parse_baselines(a.baseline), raw_url=a.raw_url, json=a.json, plot=a.plot,
-        preset=preset, timeout=a.timeout)
+        preset=preset, timeout=a.timeout, token=a.token)
     validate(config)
     return config
 

@@ -39,6 +39,7 @@ class TargetSpec(NamedTuple):
     where: str              # address, engine URL or directory
     timeout: float = 30.0
     write_bytes: int = 0
+    token: str = ""         # bearer token for a server; empty: the client's default
 
 
 class NamespaceTarget:
@@ -264,7 +265,7 @@ def open_target(spec: TargetSpec):
         from metabench.inproc import InprocClient
         return NamespaceTarget(InprocClient(spec.where), spec.write_bytes)
     from metaserver.client import Client
-    client = Client(spec.where, timeout=spec.timeout)
+    client = Client(spec.where, timeout=spec.timeout, token=spec.token or None)
     if spec.kind == "echo":
         return EchoTarget(client)
     return NamespaceTarget(client, spec.write_bytes)

@@ -27,6 +27,9 @@ import typer
 from engines import open_engine
 from engines.contract import Engine, EngineError
 from metaserver import rollback
+from metaserver.channel import (TOKEN_ENV, TOKEN_FILE_ENV, Credentials, CredentialsError,
+                                open_channel)
+from metaserver.cli.tokens import token_app
 from metaserver.client import Client, SessionTimeout, SessionToken, wire
 from metaserver.dump import DumpError, TargetNotEmpty, dump, load
 from metaserver.errors import FsError
@@ -47,6 +50,7 @@ xattr_app = typer.Typer(no_args_is_help=True, help="Extended attributes of a pat
 app.add_typer(xattr_app, name="xattr")
 replication_app = typer.Typer(no_args_is_help=True, help="Replication between metaservers.")
 app.add_typer(replication_app, name="replication")
+app.add_typer(token_app, name="token")
 
 
 class Session:
@@ -56,10 +60,11 @@ class Session:
     `verbose` prints the newest commit of the command to stderr as it ends."""
 
     def __init__(self, address: str, min_seq: SessionToken | None = None,
-                 verbose: bool = False) -> None:
+                 verbose: bool = False, credentials: Credentials = Credentials()) -> None:
         self.address = address
         self.verbose = verbose
-        self.client = Client(address, session_token=min_seq)
+        self.credentials = credentials
+        self.client = Client(address, session_token=min_seq, credentials=credentials)
 
     def close(self) -> None:
         commit = self.client.last_commit
@@ -171,8 +176,25 @@ def _root(ctx: typer.Context,
           verbose: bool = typer.Option(
               False, "-v", "--verbose",
               help="After a command that changed something, print `commit-seq EPOCH:SEQ` "
-              "(its newest commit) to stderr.")):
-    session = Session(server, min_seq, verbose)
+              "(its newest commit) to stderr."),
+          token: str | None = typer.Option(None, "--token", envvar=TOKEN_ENV,
+                                           help="Bearer token to show the server."),
+          token_file: str | None = typer.Option(None, "--token-file", envvar=TOKEN_FILE_ENV,
+                                                metavar="FILE", help="File holding the token."),
+          tls: bool = typer.Option(False, "--tls", help="Reach the server over TLS (system "
+                                   "CAs, unless --tls-ca)."),
+          tls_ca: str | None = typer.Option(None, "--tls-ca", metavar="PEM",
+                                            help="CA that signed the server's certificate."),
+          tls_cert: str | None = typer.Option(None, "--tls-cert", metavar="PEM",
+                                              help="Client certificate (mutual TLS)."),
+          tls_key: str | None = typer.Option(None, "--tls-key", metavar="PEM",
+                                             help="The private key of --tls-cert.")):
+    try:
+        credentials = Credentials.resolve(token, token_file, tls=tls, ca_file=tls_ca,
+                                          cert_file=tls_cert, key_file=tls_key)
+        session = Session(server, min_seq, verbose, credentials)
+    except CredentialsError as exc:
+        _fail(server, str(exc))
     ctx.obj = session
     ctx.call_on_close(session.close)
 
@@ -411,8 +433,9 @@ def statfs(ctx: typer.Context):
 
 def _replication(ctx: typer.Context, rpc: str, request):
     """Call one Replication RPC on --server; a failure is the one-line error."""
-    address = _session(ctx).address
-    with grpc.insecure_channel(address) as channel:
+    session = _session(ctx)
+    address = session.address
+    with open_channel(address, session.credentials) as channel:
         try:
             return getattr(replication_pb2_grpc.ReplicationStub(channel), rpc)(request,
                                                                                timeout=60)

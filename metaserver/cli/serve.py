@@ -113,6 +113,39 @@ def serve_command(
         "they are written to a rollback file first."),
     rollback_dir: str | None = typer.Option(
         None, "--rollback-dir", help="Where rollback files go (default: DATA_DIR-rollback)."),
+    tls_cert: str | None = typer.Option(
+        None, "--tls-cert", metavar="PEM", help="Serve TLS with this certificate chain."),
+    tls_key: str | None = typer.Option(None, "--tls-key", metavar="PEM",
+                                       help="The private key of --tls-cert."),
+    tls_client_ca: str | None = typer.Option(
+        None, "--tls-client-ca", metavar="PEM",
+        help="Mutual TLS: require client certificates signed by this CA."),
+    token_store: str | None = typer.Option(
+        None, "--token-store", metavar="FILE",
+        help="Require a bearer token of this store (`metactl token create`) on every call "
+        "but health and reflection."),
+    allow_insecure_network: bool | None = typer.Option(
+        None, "--allow-insecure-network/--no-allow-insecure-network",
+        help="Serve a non-loopback address without TLS and tokens."),
+    follow_token_file: str | None = typer.Option(
+        None, "--follow-token-file", metavar="FILE",
+        help="With --follow: the file holding the token (replication role) to show the "
+        "primary (default: $METASERVER_TOKEN)."),
+    follow_tls_ca: str | None = typer.Option(
+        None, "--follow-tls-ca", metavar="PEM",
+        help="With --follow: reach the primary over TLS, verified with this CA."),
+    follow_tls_cert: str | None = typer.Option(
+        None, "--follow-tls-cert", metavar="PEM",
+        help="With --follow: client certificate for a primary that requires mutual TLS."),
+    follow_tls_key: str | None = typer.Option(None, "--follow-tls-key", metavar="PEM",
+                                              help="The private key of --follow-tls-cert."),
+    client_ops_per_s: float | None = typer.Option(
+        None, "--client-ops-per-s", help="Calls per second each client (token) may make; "
+        "0: no limit."),
+    client_max_concurrent: int | None = typer.Option(
+        None, "--client-max-concurrent", help="Concurrent calls per client; 0: no limit."),
+    max_concurrent_calls: int | None = typer.Option(
+        None, "--max-concurrent-calls", help="Concurrent calls of all clients; 0: no limit."),
 ) -> None:
     """Serve the metadata API over gRPC until SIGTERM or SIGINT.
 
@@ -120,7 +153,15 @@ def serve_command(
     follower, which gets its namespace from the primary, and memory://."""
     server_config = _configured(config, meta_url=meta_url, listen=listen, data_dir=data_dir,
                                 metrics_listen=metrics_listen, follow=follow, rejoin=rejoin,
-                                rollback_dir=rollback_dir)
+                                rollback_dir=rollback_dir, tls_cert=tls_cert, tls_key=tls_key,
+                                tls_client_ca=tls_client_ca, token_store=token_store,
+                                allow_insecure_network=allow_insecure_network,
+                                follow_token_file=follow_token_file,
+                                follow_tls_ca=follow_tls_ca, follow_tls_cert=follow_tls_cert,
+                                follow_tls_key=follow_tls_key,
+                                client_ops_per_s=client_ops_per_s,
+                                client_max_concurrent=client_max_concurrent,
+                                max_concurrent_calls=max_concurrent_calls)
     raise typer.Exit(serve(server_config))
 
 

@@ -8,6 +8,7 @@ call also carries the client's session (metaserver.client.session).
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import itertools
 import os
@@ -19,6 +20,7 @@ from dataclasses import dataclass
 import grpc
 import tenacity
 
+from metaserver.channel import Credentials, open_channel
 from metaserver.client import errors, wire
 from metaserver.client.operations import Name, Operations
 from metaserver.client.session import SessionTimeout, SessionToken, SessionTracker
@@ -78,21 +80,29 @@ class Client(Operations):
     rather than answer from an older state. Off, a follower answers from whatever it
     has applied. Either way every call carries the newest epoch seen, which makes a
     primary that was superseded by a failover refuse writes.
+
+    Security: `token` (else $METASERVER_TOKEN, else the file $METASERVER_TOKEN_FILE
+    names) is sent with every call; `credentials` adds TLS (metaserver.channel).
     """
 
     def __init__(self, address: str, *, timeout: float = 30.0,
                  retry: RetryPolicy = RetryPolicy(),
                  interceptors: Sequence[grpc.UnaryUnaryClientInterceptor] = (),
                  session_consistency: bool = True,
-                 session_token: SessionToken | str | None = None) -> None:
+                 session_token: SessionToken | str | None = None,
+                 token: str | None = None,
+                 credentials: Credentials | None = None) -> None:
         self.address = address
         self.timeout = timeout
         self.retry = retry
         self._session = SessionTracker(session_consistency)
         if session_token is not None:
             self.advance_session(session_token)
-        self._channel = grpc.intercept_channel(
-            grpc.insecure_channel(address, options=_CHANNEL_OPTIONS), *interceptors)
+        if credentials is None:
+            credentials = Credentials.resolve(token)
+        elif token is not None:
+            credentials = dataclasses.replace(credentials, token=token)
+        self._channel = open_channel(address, credentials, _CHANNEL_OPTIONS, interceptors)
         self._stub = pb_grpc.MetadataStub(self._channel)
         self._client_id = os.urandom(8)
         self._counter = itertools.count(1)

@@ -43,9 +43,17 @@ TRANSIENT_MUTATION = TRANSIENT | {grpc.StatusCode.DEADLINE_EXCEEDED}
 def is_transient(exc: BaseException, mutating: bool) -> bool:
     if not isinstance(exc, grpc.RpcError):
         return False
+    if exc.code() == grpc.StatusCode.RESOURCE_EXHAUSTED:
+        return over_limit(exc)
     if exc.code() == grpc.StatusCode.DEADLINE_EXCEEDED and answered(exc):
         return False    # the server's own ETIMEDOUT (a min-seq wait ran out): final
     return exc.code() in (TRANSIENT_MUTATION if mutating else TRANSIENT)
+
+
+def over_limit(exc: grpc.RpcError) -> bool:
+    """The server refused the call, unrun, for a rate or concurrency limit (EAGAIN):
+    worth another attempt after backing off."""
+    return dict(exc.trailing_metadata() or ()).get(ERRNO_KEY) == str(errno.EAGAIN)
 
 
 def outcome_unknown(exc: grpc.RpcError) -> bool:

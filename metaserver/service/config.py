@@ -6,6 +6,7 @@ metactl reads too), then the defaults."""
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 import tomllib
 from dataclasses import dataclass
@@ -40,6 +41,22 @@ class ServerConfig:
     rejoin: bool = False                 # follow even if records after the fork point must
                                          # go (kept in a rollback file first)
     rollback_dir: str = ""               # where rollback files go; empty: <data_dir>-rollback
+    # Security (docs/operations.md). TLS: the server's certificate chain and key (PEM);
+    # with tls_client_ca, clients must present a certificate that CA signed (mutual TLS).
+    tls_cert: str = ""
+    tls_key: str = ""
+    tls_client_ca: str = ""
+    token_store: str = ""                # file of hashed bearer tokens; set: every call needs one
+    allow_insecure_network: bool = False  # serve a non-loopback address without TLS+tokens
+    # What a follower presents to its primary: a token (file) and TLS settings.
+    follow_token_file: str = ""          # empty: $METASERVER_TOKEN, if set
+    follow_tls_ca: str = ""              # set: TLS to the primary, verified with this CA
+    follow_tls_cert: str = ""            # with follow_tls_key: client certificate (mTLS)
+    follow_tls_key: str = ""
+    # Fairness: per client (token, or connection on an open server); 0 is no limit.
+    client_ops_per_s: float = 0
+    client_max_concurrent: int = 0
+    max_concurrent_calls: int = 0        # all clients together
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
@@ -63,14 +80,37 @@ class ServerConfig:
         for name in ("workers", "maintenance_interval_s", "request_ttl_s", "max_message_mb"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be positive")
-        for name in ("total_bytes", "total_inodes", "changelog_keep", "dir_mtime_skip_ms"):
+        for name in ("total_bytes", "total_inodes", "changelog_keep", "dir_mtime_skip_ms",
+                     "client_ops_per_s", "client_max_concurrent", "max_concurrent_calls"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must not be negative")
+        if bool(self.tls_cert) != bool(self.tls_key):
+            raise ConfigError("tls_cert and tls_key go together")
+        if self.tls_client_ca and not self.tls_cert:
+            raise ConfigError("tls_client_ca (mutual TLS) needs tls_cert and tls_key")
+        if bool(self.follow_tls_cert) != bool(self.follow_tls_key):
+            raise ConfigError("follow_tls_cert and follow_tls_key go together")
+        if not _is_loopback(self.listen) and not (self.tls_cert and self.token_store) \
+                and not self.allow_insecure_network:
+            raise ConfigError(f"listen {self.listen} is reachable from other machines: serve "
+                              "it with TLS and tokens (tls_cert, tls_key, token_store), or "
+                              "set allow_insecure_network (--allow-insecure-network) to "
+                              "expose the namespace without them")
 
 
 def _is_host_port(value: str) -> bool:
     host, _, port = value.rpartition(":")
     return bool(host) and port.isdigit() and int(port) <= 65535
+
+
+def _is_loopback(listen: str) -> bool:
+    host = listen.rpartition(":")[0].strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:          # a host name other than localhost: it may resolve anywhere
+        return False
 
 
 # Field annotations are strings (postponed evaluation); these are what they accept.

@@ -40,6 +40,7 @@ from prometheus_client import Counter, Gauge
 
 from engines.contract import Engine
 from metaserver import replication, rollback
+from metaserver.channel import AUTHORIZATION, Credentials, open_channel
 from metaserver.errors import FsError
 from metaserver.replication import Action, OutOfOrder, Plan, Position, PositionGone, SourceState
 from metaserver.service.errors import ERRNO_KEY
@@ -102,7 +103,8 @@ class Follower:
     """Follows one primary: plan, bootstrap, stream, apply, reconnect; forwards writes."""
 
     def __init__(self, engine: Engine, primary: str, *, changelog_keep: int,
-                 rejoin: bool = False, rollback_dir: str = "") -> None:
+                 rejoin: bool = False, rollback_dir: str = "",
+                 credentials: Credentials = Credentials()) -> None:
         self.engine = engine
         self.primary = primary
         self.changelog_keep = changelog_keep
@@ -110,7 +112,8 @@ class Follower:
         self.rollback_dir = rollback_dir or os.path.abspath("metaserver-rollback")
         self.last_rollback: rollback.RollbackSummary | None = None
         self.refused: str = ""           # why following is refused, while it is
-        self._channel = grpc.insecure_channel(primary, options=_CHANNEL_OPTIONS)
+        self.credentials = credentials     # what this follower shows the primary (token, TLS)
+        self._channel = open_channel(primary, credentials, _CHANNEL_OPTIONS)
         self._repl = replication_pb2_grpc.ReplicationStub(self._channel)
         self._meta = metadata_pb2_grpc.MetadataStub(self._channel)
         self._cond = threading.Condition()
@@ -376,7 +379,9 @@ class Follower:
         if not self.connected:
             raise FsError(errno.EROFS, f"primary {self.primary} unreachable: writes are "
                           "refused until the link is back; reads are served")
-        metadata = [(k, v) for k, v in context.invocation_metadata() if k == EPOCH_HEADER]
+        # The client's own token, if any: the primary decides on the client's rights.
+        metadata = [(k, v) for k, v in context.invocation_metadata()
+                    if k in (EPOCH_HEADER, AUTHORIZATION)]
         try:
             timeout = min(context.time_remaining() or FORWARD_TIMEOUT_S, FORWARD_TIMEOUT_S)
             reply, call = getattr(self._meta, rpc).with_call(request, timeout=timeout,
@@ -512,7 +517,8 @@ class Node:
             self.follower = None
             self._on_promote()
             if not fenced:
-                threading.Thread(target=self._keep_fencing, args=(follower.primary, epoch),
+                threading.Thread(target=self._keep_fencing, args=(follower.primary, epoch,
+                                                                 follower.credentials),
                                  name="metaserver-fence-old-primary", daemon=True).start()
             lost = old_last - at.seq if fenced else -1
             log.warning("promoted to primary with epoch %d at position %d of epoch %d; old "
@@ -545,10 +551,10 @@ class Node:
                           f"{reply.superseded_by}: another node was promoted; follow it")
         return True, reply.last_seq
 
-    def _keep_fencing(self, address: str, epoch: int) -> None:
+    def _keep_fencing(self, address: str, epoch: int, credentials: Credentials) -> None:
         """After a forced failover: tell the old primary until it hears (it then refuses
         writes; clients and followers that reach it tell it too)."""
-        with grpc.insecure_channel(address) as channel:
+        with open_channel(address, credentials) as channel:
             stub = replication_pb2_grpc.ReplicationStub(channel)
             while not self._stop.wait(FENCE_RETRY_S):
                 try:

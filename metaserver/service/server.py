@@ -19,10 +19,13 @@ from grpc_reflection.v1alpha import reflection
 from engines import open_engine
 from engines.contract import Engine, EngineError
 from metaserver import __version__
+from metaserver.channel import Credentials, CredentialsError
 from metaserver.errors import FsError
 from metaserver.runner import Runner, open_namespace
+from metaserver.service.auth import Gatekeeper, TokenFileError, TokenStore
 from metaserver.service.codec import SERVICE, Codec
 from metaserver.service.config import ServerConfig
+from metaserver.service.limits import Limits
 from metaserver.service.maintenance import Maintenance
 from metaserver.service.replication import FollowRefused, Follower, Node, ReplicationServicer
 from metaserver.service.servicer import MetadataServicer, add_service
@@ -118,14 +121,15 @@ def _open_runner(config: ServerConfig) -> tuple[Runner, Follower | None]:
             # Before the Runner: it needs the namespace the snapshot brings.
             follower = Follower(engine, config.follow, changelog_keep=config.changelog_keep,
                                 rejoin=config.rejoin,
-                                rollback_dir=config.rollback_dir or _rollback_dir(config))
+                                rollback_dir=config.rollback_dir or _rollback_dir(config),
+                                credentials=_follower_credentials(config))
             follower.prepare(timeout=BOOTSTRAP_TIMEOUT_S)
         return Runner(engine, dir_mtime_skip_ns=int(config.dir_mtime_skip_ms * 1e6)), follower
     except grpc.RpcError as exc:
         engine.close()
         raise StartError(f"cannot bootstrap from primary {config.follow}: {exc.code().name} "
                          f"{exc.details()}") from exc
-    except FollowRefused as exc:
+    except (FollowRefused, CredentialsError) as exc:
         engine.close()
         raise StartError(str(exc)) from exc
     except (FsError, EngineError) as exc:
@@ -134,9 +138,47 @@ def _open_runner(config: ServerConfig) -> tuple[Runner, Follower | None]:
                          f"{exc}") from exc
 
 
-def _bind(server: grpc.Server, listen: str) -> int:
+def _follower_credentials(config: ServerConfig) -> Credentials:
+    return Credentials.resolve(token_file=config.follow_token_file or None,
+                               ca_file=config.follow_tls_ca, cert_file=config.follow_tls_cert,
+                               key_file=config.follow_tls_key)
+
+
+def _read_pem(path: str, what: str) -> bytes:
     try:
-        port = server.add_insecure_port(listen)
+        with open(path, "rb") as f:
+            return f.read()
+    except OSError as exc:
+        raise StartError(f"cannot read {what} {path}: {exc.strerror}") from exc
+
+
+def _server_credentials(config: ServerConfig) -> grpc.ServerCredentials | None:
+    """grpcio's TLS credentials from the configured files; None: plaintext."""
+    if not config.tls_cert:
+        return None
+    client_ca = _read_pem(config.tls_client_ca, "TLS client CA") if config.tls_client_ca \
+        else None
+    return grpc.ssl_server_credentials(
+        [(_read_pem(config.tls_key, "TLS key"), _read_pem(config.tls_cert, "TLS certificate"))],
+        root_certificates=client_ca, require_client_auth=client_ca is not None)
+
+
+def _gatekeeper(config: ServerConfig) -> list[grpc.ServerInterceptor]:
+    """The interceptor, when tokens or limits are configured (else none: nothing to check)."""
+    try:
+        tokens = TokenStore(config.token_store) if config.token_store else None
+    except TokenFileError as exc:
+        raise StartError(str(exc)) from exc
+    limits = Limits(config.client_ops_per_s, config.client_max_concurrent,
+                    config.max_concurrent_calls)
+    return [Gatekeeper(tokens, limits)] if tokens is not None or limits.active else []
+
+
+def _bind(server: grpc.Server, listen: str,
+          credentials: grpc.ServerCredentials | None) -> int:
+    try:
+        port = server.add_insecure_port(listen) if credentials is None \
+            else server.add_secure_port(listen, credentials)
     except RuntimeError as exc:
         raise StartError(f"cannot listen on {listen}: {exc}") from exc
     if port == 0:
@@ -155,15 +197,18 @@ def _serve_metrics(listen: str) -> None:
 
 def start(config: ServerConfig) -> RunningServer:
     """Open the engine and start serving on config.listen; raises StartError."""
+    # Credentials first: a bad file must not leave an opened engine behind.
+    credentials, interceptors = _server_credentials(config), _gatekeeper(config)
     runner, follower = _open_runner(config)
     executor = ThreadPoolExecutor(config.workers, thread_name_prefix="metaserver-rpc")
     message_bytes = config.max_message_mb << 20
     # Without SO_REUSEPORT a second server on a busy port fails instead of sharing it.
-    server = grpc.server(executor, options=[("grpc.so_reuseport", 0),
-                                            ("grpc.max_receive_message_length", message_bytes),
-                                            ("grpc.max_send_message_length", message_bytes)])
+    server = grpc.server(executor, interceptors=interceptors,
+                         options=[("grpc.so_reuseport", 0),
+                                  ("grpc.max_receive_message_length", message_bytes),
+                                  ("grpc.max_send_message_length", message_bytes)])
     try:
-        port = _bind(server, config.listen)
+        port = _bind(server, config.listen, credentials)
         if config.metrics_listen:
             _serve_metrics(config.metrics_listen)
     except StartError:
