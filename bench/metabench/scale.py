@@ -51,6 +51,22 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--page", type=count, default=1000, help="readdir page size")
     p.add_argument("--list-seconds", type=non_negative(float), default=900,
                    help="bound on listing the whole directory at each step")
+    bulk = p.add_argument_group("--bulk: build each step anew in bulk, then measure a "
+                                "real server on it (metabench.scale_bulk)")
+    bulk.add_argument("--bulk", action="store_true")
+    bulk.add_argument("--files-per-dir", type=count, default=1_000_000,
+                      help="files per directory of the built tree")
+    bulk.add_argument("--seconds", type=non_negative(float), default=10,
+                      help="bound on each measured phase")
+    bulk.add_argument("--fsck-up-to", type=count, default=10_000_000,
+                      help="check whole namespaces up to this many files, a sample above")
+    bulk.add_argument("--fsck-sample", type=count, default=100_000,
+                      help="files checked above --fsck-up-to")
+    bulk.add_argument("--dump-seconds", type=non_negative(float), default=600,
+                      help="bound on timing metactl dump")
+    bulk.add_argument("--scratch", default="", metavar="DIR",
+                      help="where the stores are built (default: a temporary directory)")
+    bulk.add_argument("--keep", action="store_true", help="keep each step's store")
     p.add_argument("--json", default="", metavar="FILE")
     p.add_argument("--plot", default="", metavar="FILE.png")
     p.add_argument("--table", default="", metavar="FILE.md", help="also write the table here")
@@ -282,6 +298,9 @@ def plot(path: str, rows: list[dict]) -> None:
 
 def run(args, argv: list[str]) -> int:
     steps = steps_of(args)
+    if args.bulk:
+        from metabench import scale_bulk
+        return scale_bulk.run(args, argv, steps)
     console = Console(width=160)
     scratch = None
     url = args.meta_url
