@@ -5,6 +5,7 @@ as on any other (fresh inode numbers, right statfs)."""
 from __future__ import annotations
 
 import io
+import json
 import os
 import re
 import subprocess
@@ -177,3 +178,37 @@ def test_a_store_that_exists_is_never_built_over(tmp_path):
         assert fsck(engine).inodes == 1 + 2 + 10
     finally:
         engine.close()
+
+
+def test_the_command_builds_from_a_find_listing_and_refuses_a_second_build(tmp_path):
+    listing = tmp_path / "listing.txt"
+    with open(listing, "w") as out:          # find's own output, of a real directory
+        subprocess.run(["find", os.path.dirname(bulk.__file__), "-printf", "%y %p -> %l\\n"],
+                       stdout=out, check=True)
+    lines = sum(1 for _ in open(listing))
+    url = f"rocksdb://{tmp_path}/db"
+    command = [sys.executable, "-m", "metaserver.cli.bulk", "--meta-url", url]
+    done = subprocess.run(command + ["--listing", str(listing)], capture_output=True, text=True)
+    assert done.returncode == 0 and done.stdout.startswith("built "), done.stderr
+    engine = open_engine(url)
+    try:
+        assert fsck(engine).inodes == lines
+    finally:
+        engine.close()
+    again = subprocess.run(command + ["--files", "10"], capture_output=True, text=True)
+    assert again.returncode == 1
+    assert again.stderr == f"bulk build: {tmp_path}/db already holds a RocksDB store: a bulk " \
+                           "build makes a new one\n"
+
+
+def test_metabench_scale_bulk_measures_a_step(tmp_path):
+    metabench = os.path.join(os.path.dirname(sys.executable), "metabench")
+    out = tmp_path / "scale.json"
+    done = subprocess.run([metabench, "scale", "--bulk", "--steps", "2e3", "--files-per-dir",
+                           "1000", "--seconds", "0.5", "--sample", "200", "--dump-seconds",
+                           "60", "--json", str(out)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    (row,) = json.load(open(out))["steps"]
+    assert row["files"] == 2000 and row["dirs"] == 2 and row["fsck"]["ok"]
+    assert row["dump"]["ok"] and row["restart_seconds"] > 0
+    assert all(phase["items"] > 0 for phase in row["phases"].values())
