@@ -1,0 +1,224 @@
+"""The FUSE operations of metafs, path-based over libfuse's high-level API (mfusepy).
+
+Paths are resolved by the server (Resolve: one call, one transaction); open files and
+directories are handles naming an inode. Every metadata operation is one client call
+(creates and renames resolve their parent first); file data goes through FileData.
+Errors are OSErrors with the server's errno (mount.MetaFuse answers anything else EIO).
+"""
+
+from __future__ import annotations
+
+import errno
+import itertools
+import logging
+import os
+import stat
+import threading
+
+import mfusepy
+
+from metaserver.client import Client
+from metaserver.fuse.filedata import FileData
+from metaserver.types import Attr, FileType, RenameFlags
+
+log = logging.getLogger("metafs")
+
+BLOCK_SIZE = 4096
+NAME_MAX = 255
+NOW = "now"         # utimens: set this time to the server's clock
+
+_TYPE_BITS = {FileType.REGULAR: stat.S_IFREG, FileType.DIRECTORY: stat.S_IFDIR,
+              FileType.SYMLINK: stat.S_IFLNK, FileType.FIFO: stat.S_IFIFO,
+              FileType.SOCKET: stat.S_IFSOCK, FileType.CHAR_DEVICE: stat.S_IFCHR,
+              FileType.BLOCK_DEVICE: stat.S_IFBLK}
+_TYPE_OF_BITS = {bits: type_ for type_, bits in _TYPE_BITS.items()}
+
+
+def stat_of(a: Attr) -> dict:
+    return {"st_ino": a.ino, "st_mode": _TYPE_BITS[a.type] | a.mode, "st_nlink": a.nlink,
+            "st_uid": a.uid, "st_gid": a.gid, "st_size": a.size, "st_rdev": a.rdev,
+            "st_atime": a.atime_ns, "st_mtime": a.mtime_ns, "st_ctime": a.ctime_ns,
+            "st_blksize": BLOCK_SIZE, "st_blocks": (a.size + 511) // 512}
+
+
+def _refuse_acl(name: str) -> None:
+    """POSIX ACLs are not supported: storing them as plain xattrs would let them
+    disagree with the mode, so tools (cp -a, tar) fall back to chmod."""
+    if name.startswith("system.posix_acl_"):
+        raise mfusepy.FuseOSError(errno.EOPNOTSUPP)
+
+
+def _split(path: str) -> tuple[bytes, bytes]:
+    parent, _, name = os.fsencode(path).rpartition(b"/")
+    return parent or b"/", name
+
+
+class MetaFs(mfusepy.Operations):
+    use_ns = True       # mfusepy: times are integer nanoseconds
+
+    def __init__(self, client: Client, data: FileData) -> None:
+        self.client = client
+        self.data = data
+        self._handles: dict[int, int] = {}      # handle -> inode
+        self._next_handle = itertools.count(1)
+        self._lock = threading.Lock()
+
+    # --- helpers --------------------------------------------------------------------------
+    def _ino(self, path: str) -> int:
+        return self.client.resolve(os.fsencode(path)).ino
+
+    def _parent(self, path: str) -> tuple[int, bytes]:
+        parent, name = _split(path)
+        return self.client.resolve(parent).ino, name
+
+    def _open_handle(self, ino: int) -> int:
+        with self._lock:
+            handle = next(self._next_handle)
+            self._handles[handle] = ino
+        return handle
+
+    def _handle_ino(self, fh: int) -> int:
+        try:
+            return self._handles[fh]
+        except KeyError:
+            raise mfusepy.FuseOSError(errno.EBADF) from None
+
+    @staticmethod
+    def _caller() -> tuple[int, int]:
+        uid, gid, _pid = mfusepy.fuse_get_context()
+        return uid, gid
+
+    # --- attributes -----------------------------------------------------------------------
+    def getattr(self, path, fh=None):
+        if fh is not None and fh in self._handles:
+            return stat_of(self.client.getattr(self._handles[fh]))
+        return stat_of(self.client.resolve(os.fsencode(path)).attr)
+
+    def chmod(self, path, mode):
+        self.client.setattr(self._ino(path), mode=mode & 0o7777)
+
+    def chown(self, path, uid, gid):
+        self.client.setattr(self._ino(path), uid=None if uid == -1 else uid,
+                            gid=None if gid == -1 else gid)
+
+    def truncate(self, path, length, fh=None):
+        ino = self._handles[fh] if fh in self._handles else self._ino(path)
+        self.client.setattr(ino, size=length)
+
+    def utimens(self, path, atime, mtime):
+        """Each of atime, mtime: nanoseconds, NOW, or None (leave it)."""
+        self.client.setattr(self._ino(path),
+                            atime_ns=atime if isinstance(atime, int) else None,
+                            mtime_ns=mtime if isinstance(mtime, int) else None,
+                            atime_now=atime == NOW, mtime_now=mtime == NOW)
+
+    # --- names ----------------------------------------------------------------------------
+    def readlink(self, path):
+        return os.fsdecode(self.client.readlink(self._ino(path)))
+
+    def mknod(self, path, mode, dev):
+        parent, name = self._parent(path)
+        type_ = _TYPE_OF_BITS.get(stat.S_IFMT(mode))
+        if type_ is None or type_ in (FileType.DIRECTORY, FileType.SYMLINK):
+            raise mfusepy.FuseOSError(errno.EINVAL)
+        uid, gid = self._caller()
+        self.client.mknod(parent, name, type_, mode & 0o7777, uid, gid, dev)
+
+    def mkdir(self, path, mode):
+        parent, name = self._parent(path)
+        uid, gid = self._caller()
+        self.client.mkdir(parent, name, mode & 0o7777, uid, gid)
+
+    def unlink(self, path):
+        self.client.unlink(*self._parent(path))
+
+    def rmdir(self, path):
+        self.client.rmdir(*self._parent(path))
+
+    def symlink(self, target, source):
+        """mfusepy's names: `target` is the new link, `source` what it points to."""
+        parent, name = self._parent(target)
+        uid, gid = self._caller()
+        self.client.symlink(parent, name, os.fsencode(source), uid, gid)
+
+    def link(self, target, source):
+        """A new name `target` for the file at `source`."""
+        parent, name = self._parent(target)
+        self.client.link(self._ino(source), parent, name)
+
+    def rename(self, old, new, flags=0):
+        parent, name = self._parent(old)
+        new_parent, new_name = self._parent(new)
+        self.client.rename(parent, name, new_parent, new_name, RenameFlags(flags))
+
+    # --- files ----------------------------------------------------------------------------
+    def create(self, path, mode, flags=0):
+        parent, name = self._parent(path)
+        uid, gid = self._caller()
+        return self._open_handle(self.client.create(parent, name, mode & 0o7777, uid, gid).ino)
+
+    def open(self, path, flags):
+        return self._open_handle(self._ino(path))
+
+    def read(self, path, size, offset, fh):
+        ino = self._handle_ino(fh)
+        return self.data.read(ino, offset, size, self.client.getattr(ino).size)
+
+    def write(self, path, data, offset, fh):
+        self.data.write(self._handle_ino(fh), offset, data)
+        return len(data)
+
+    def flush(self, path, fh):
+        return 0            # writes are stored when write() returns
+
+    def fsync(self, path, datasync, fh):
+        return 0
+
+    def release(self, path, fh):
+        with self._lock:
+            self._handles.pop(fh, None)
+        return 0
+
+    # --- directories ----------------------------------------------------------------------
+    def opendir(self, path):
+        return self._open_handle(self._ino(path))
+
+    def readdir(self, path, fh):
+        """(name, stat, 0) for ".", ".." and every entry, with attributes (readdirplus)."""
+        ino = self._handle_ino(fh)
+        attr = self.client.getattr(ino)
+        parent = self.client.getattr(attr.parent or ino)
+        return [(b".", stat_of(attr), 0), (b"..", stat_of(parent), 0)] + [
+            (entry.name, stat_of(entry.attr), 0)
+            for entry in self.client.readdir(ino, with_attrs=True)]
+
+    def releasedir(self, path, fh):
+        return self.release(path, fh)
+
+    def fsyncdir(self, path, datasync, fh):
+        return 0
+
+    # --- extended attributes --------------------------------------------------------------
+    def getxattr(self, path, name, position=0):
+        _refuse_acl(name)
+        return self.client.getxattr(self._ino(path), name)
+
+    def setxattr(self, path, name, value, options, position=0):
+        _refuse_acl(name)
+        self.client.setxattr(self._ino(path), name, value, options)
+
+    def listxattr(self, path):
+        return [os.fsdecode(name) for name in self.client.listxattr(self._ino(path))]
+
+    def removexattr(self, path, name):
+        self.client.removexattr(self._ino(path), name)
+
+    # --- the file system ------------------------------------------------------------------
+    def statfs(self, path):
+        s = self.client.statfs()
+        free_bytes = max(s.total_bytes - s.used_bytes, 0)
+        free_inodes = max(s.total_inodes - s.used_inodes, 0)
+        return {"f_bsize": BLOCK_SIZE, "f_frsize": BLOCK_SIZE,
+                "f_blocks": s.total_bytes // BLOCK_SIZE, "f_bfree": free_bytes // BLOCK_SIZE,
+                "f_bavail": free_bytes // BLOCK_SIZE, "f_files": s.total_inodes,
+                "f_ffree": free_inodes, "f_favail": free_inodes, "f_namemax": NAME_MAX}
