@@ -25,6 +25,9 @@ fi
 if ! ls /usr/lib/*/faketime/libfaketimeMT.so.1 >/dev/null 2>&1; then
   missing+=(faketime)      # the jepsen clock-skew fault
 fi
+if ! command -v fusermount3 >/dev/null; then
+  missing+=(fuse3)         # metafs (tests/test_metafs.py): libfuse3 and fusermount3
+fi
 if [ ${#missing[@]} -gt 0 ]; then
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
