@@ -280,7 +280,15 @@ class _Replayer:
         if a.get("ino") in inos:
             return True
         wanted = {self.to_model[i] for i in inos if i in self.to_model}
-        return bool(wanted & self.targets(self.entries_touched(info)))
+        moved = self.targets(self.entries_touched(info))
+        if wanted & moved:
+            return True
+        # A directory moved above where a rename puts its directory decides whether
+        # that rename would make a cycle (EINVAL), though no name of it is shared.
+        new_parent = self.to_model.get(b.get("new_parent"))
+        return (call.f == info.f == "rename" and new_parent in self.model.nodes
+                and any(self.model.is_ancestor(ino, new_parent) for ino in moved
+                        if ino in self.model.nodes))
 
     def save(self) -> tuple:
         return (copy.deepcopy(self.model), defaultdict(lambda: (0, 0), self.fp),
