@@ -28,6 +28,7 @@ from metaserver.service.codec import OPERATIONS, SERVICE
 from metaserver.service.config import ConfigError, ServerConfig
 from metaserver.service.errors import ERRNO_KEY
 from metaserver.service.server import StartError, start
+from metaserver.testing import free_port
 from metaserver.testing.metaserver_process import wait_for
 from metaserver.v1 import replication_pb2
 
@@ -241,9 +242,17 @@ def pki(tmp_path_factory):
 
 
 def test_tls_serves_verified_clients_and_refuses_plaintext(pki):
-    srv = start(ServerConfig(meta_url="memory://", listen="127.0.0.1:0",
+    probe = f"127.0.0.1:{free_port()}"
+    srv = start(ServerConfig(meta_url="memory://", listen="127.0.0.1:0", health_listen=probe,
                              tls_cert=pki["server"], tls_key=pki["server-key"]))
     try:
+        # The probe port answers health in plaintext (kubelet gRPC probes) and nothing else.
+        with grpc.insecure_channel(probe) as channel:
+            reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(),
+                                                              timeout=5)
+            assert reply.status == health_pb2.HealthCheckResponse.SERVING
+            exc = _call(channel, SERVICE, SERVICE.methods_by_name["Echo"], None)
+            assert exc.code() == grpc.StatusCode.UNIMPLEMENTED
         with Client(srv.address, credentials=Credentials(ca_file=pki["ca"])) as client:
             assert client.echo(b"hi") == b"hi"
         with Client(srv.address, retry=NO_RETRY, timeout=3) as plain:

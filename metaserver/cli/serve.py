@@ -104,6 +104,10 @@ def serve_command(
     data_dir: str | None = _data_dir_option(),
     metrics_listen: str | None = typer.Option(
         None, "--metrics-listen", help="HOST:PORT to serve Prometheus /metrics on."),
+    health_listen: str | None = typer.Option(
+        None, "--health-listen", metavar="HOST:PORT",
+        help="Also serve the gRPC health service alone, in plaintext, here (for probes "
+        "that cannot speak TLS, such as the kubelet's)."),
     follow: str | None = typer.Option(
         None, "--follow", help="HOST:PORT of a primary: serve as its read-only follower "
         "(writes are forwarded to it)."),
@@ -152,7 +156,8 @@ def serve_command(
     The namespace must have been formatted (`metaserver format`), except for a
     follower, which gets its namespace from the primary, and memory://."""
     server_config = _configured(config, meta_url=meta_url, listen=listen, data_dir=data_dir,
-                                metrics_listen=metrics_listen, follow=follow, rejoin=rejoin,
+                                metrics_listen=metrics_listen, health_listen=health_listen,
+                                follow=follow, rejoin=rejoin,
                                 rollback_dir=rollback_dir, tls_cert=tls_cert, tls_key=tls_key,
                                 tls_client_ca=tls_client_ca, token_store=token_store,
                                 allow_insecure_network=allow_insecure_network,

@@ -36,6 +36,8 @@ class ServerConfig:
     maintenance_interval_s: float = 5
     dir_mtime_skip_ms: float = 100       # see OpContext.dir_mtime_skip_ns
     metrics_listen: str = ""             # HOST:PORT for Prometheus /metrics; empty: off
+    health_listen: str = ""              # HOST:PORT serving only gRPC health, in plaintext
+                                         # (probes that cannot speak TLS); empty: off
     max_message_mb: int = 64             # largest gRPC request or reply
     follow: str = ""                     # HOST:PORT of a primary to follow; empty: primary
     rejoin: bool = False                 # follow even if records after the fork point must
@@ -75,8 +77,9 @@ class ServerConfig:
             raise ConfigError(f"listen must be HOST:PORT, not {self.listen!r}")
         if self.follow and not _is_host_port(self.follow):
             raise ConfigError(f"follow must be HOST:PORT, not {self.follow!r}")
-        if self.metrics_listen and not _is_host_port(self.metrics_listen):
-            raise ConfigError(f"metrics_listen must be HOST:PORT, not {self.metrics_listen!r}")
+        for name in ("metrics_listen", "health_listen"):
+            if getattr(self, name) and not _is_host_port(getattr(self, name)):
+                raise ConfigError(f"{name} must be HOST:PORT, not {getattr(self, name)!r}")
         for name in ("workers", "maintenance_interval_s", "request_ttl_s", "max_message_mb"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be positive")

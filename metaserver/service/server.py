@@ -52,6 +52,7 @@ class RunningServer:
     node: Node
     host: str
     port: int
+    probe_server: grpc.Server | None = None     # health alone, for plaintext probes
     _stop_lock: threading.Lock = field(default_factory=threading.Lock)
     _stopped: threading.Event = field(default_factory=threading.Event)
 
@@ -71,6 +72,8 @@ class RunningServer:
                 return
             self.health.enter_graceful_shutdown()
             self.server.stop(grace).wait()
+            if self.probe_server is not None:
+                self.probe_server.stop(None).wait()
             # Handlers cut off by the grace period still run: never close the engine under them.
             self.executor.shutdown(wait=True)
             self.node.stop()
@@ -186,6 +189,16 @@ def _bind(server: grpc.Server, listen: str,
     return port
 
 
+def _probe_server(listen: str, health_servicer: health.HealthServicer) -> grpc.Server:
+    """A plaintext server of the health service alone (it reveals nothing but
+    SERVING/NOT_SERVING), for probes that cannot speak TLS; bound, not started."""
+    server = grpc.server(ThreadPoolExecutor(2, thread_name_prefix="metaserver-probe"),
+                         options=[("grpc.so_reuseport", 0)])
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    _bind(server, listen, None)
+    return server
+
+
 def _serve_metrics(listen: str) -> None:
     """Prometheus /metrics over HTTP (prometheus-client's own server thread)."""
     host, _, port = listen.rpartition(":")
@@ -207,11 +220,17 @@ def start(config: ServerConfig) -> RunningServer:
                          options=[("grpc.so_reuseport", 0),
                                   ("grpc.max_receive_message_length", message_bytes),
                                   ("grpc.max_send_message_length", message_bytes)])
+    health_servicer = health.HealthServicer(experimental_non_blocking=True)
+    probe_server = None
     try:
         port = _bind(server, config.listen, credentials)
+        if config.health_listen:
+            probe_server = _probe_server(config.health_listen, health_servicer)
         if config.metrics_listen:
             _serve_metrics(config.metrics_listen)
     except StartError:
+        if probe_server is not None:
+            probe_server.stop(None)
         executor.shutdown()
         if follower is not None:
             follower.stop()
@@ -228,12 +247,13 @@ def start(config: ServerConfig) -> RunningServer:
     add_service(server, SERVICE, servicer)
     add_service(server, replication_pb2.DESCRIPTOR.services_by_name["Replication"],
                 ReplicationServicer(node))
-    health_servicer = health.HealthServicer(experimental_non_blocking=True)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
         (SERVICE.full_name, replication_pb2.DESCRIPTOR.services_by_name["Replication"].full_name,
          health.SERVICE_NAME, reflection.SERVICE_NAME), server)
     server.start()
+    if probe_server is not None:
+        probe_server.start()
     if follower is None:
         maintenance.start()
     else:
@@ -241,7 +261,8 @@ def start(config: ServerConfig) -> RunningServer:
     for name in HEALTH_SERVICES:
         health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     host = config.listen.rpartition(":")[0]
-    return RunningServer(server, executor, health_servicer, maintenance, runner, node, host, port)
+    return RunningServer(server, executor, health_servicer, maintenance, runner, node, host, port,
+                         probe_server)
 
 
 def serve(config: ServerConfig, grace: float = 5) -> int:
