@@ -23,7 +23,8 @@ Problem kinds (each reported with the inode it concerns; 0 for namespace-wide on
                      do not count its entries per directory; or `P` keys on a one-entry file
                      (one or several: the entries that exist, nlink is checked on its own)
   missing_target     a symlink without its target
-  orphan             an inode (not the root) that no entry names
+  orphan             an inode (not the root) that no entry names (an open-unlinked file
+                     a client session holds, nlink 0 with an `H` key, is not one)
   cycle              a directory on a loop of entries that never reaches the root
   unreachable        a directory whose chain of parents ends at an orphan or a cycle
   next_inode         the nextInode counter is not above every inode number
@@ -83,7 +84,7 @@ class Report:
 class _Node:
     """What fsck remembers about one inode: integers only."""
     __slots__ = ("type", "nlink", "parent", "size", "refs", "dtype", "last_parent",
-                 "ref_hash", "subdirs", "p_count", "p_hash", "p_keys", "has_target")
+                 "ref_hash", "subdirs", "p_count", "p_hash", "p_keys", "has_target", "held")
 
     def __init__(self) -> None:
         self.type = 0           # 0 until its attr is seen
@@ -95,6 +96,7 @@ class _Node:
         self.subdirs = 0        # entries of type directory inside this inode
         self.p_count = self.p_hash = self.p_keys = 0    # the same two sums from `P` keys
         self.has_target = False
+        self.held = False       # a client session holds it open (`H` key)
 
 
 def _h(ino: int) -> int:
@@ -178,7 +180,9 @@ class _Checker:
             n.p_hash = (n.p_hash + count * _h(schema.parent_of_key(key))) & _MASK
         elif tag == schema.SYMLINK_TAG:
             self.node(ino).has_target = True
-        elif tag not in (schema.CHUNK_TAG, schema.XATTR_TAG):
+        elif tag == schema.HOLD_TAG:
+            self.node(ino).held = True
+        elif tag not in (schema.CHUNK_TAG, schema.XATTR_TAG, schema.LOCK_TAG):
             raise ValueError(f"unknown key tag {tag!r}")
 
     def end_inode(self, ino: int, keys: dict[bytes, int]) -> None:
@@ -212,7 +216,7 @@ class _Checker:
             if n.refs and n.dtype != n.type:
                 r.add("dentry_type", ino, f"inode is {FileType(n.type).name}, entries say "
                       + ("different types" if n.dtype == _MIXED else FileType(n.dtype).name))
-            if ino != ROOT_INO and not n.refs:
+            if ino != ROOT_INO and not n.refs and not (n.held and n.nlink == 0):
                 r.add("orphan", ino, "no entry names it")
             if n.type == _DIR:
                 r.dirs += 1

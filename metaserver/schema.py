@@ -12,6 +12,12 @@ of one inode sit together.
 | `A` ino:8 `C` index:4       | chunk: slices, 24 bytes each (SLICE struct), in order   |
 | `A` ino:8 `S`               | symlink target                                          |
 | `A` ino:8 `X` name          | xattr value                                             |
+| `A` ino:8 `H` session:16    | (empty) client session `session` holds the inode open:  |
+|                             | its last unlink leaves it (nlink 0) until released      |
+| `A` ino:8 `K` session:16    | locks of one owner: msgpack [[type, start, end, pid]];  |
+|   owner:8 flock:1           | flock 1 = flock(2), 0 = POSIX byte ranges               |
+| `L` session:16              | client session lease: expires_ns:8 (ops/sessions.py)    |
+| `L` session:16 ino:8        | (empty) the session holds or locks that inode           |
 | `C` name                    | counter: value:8 signed (nextInode, nextSlice,          |
 |                             | usedBytes, usedInodes, format)                          |
 | `U` writer:8 n:8            | statfs delta: bytes:8 inodes:8 signed; blind-written by |
@@ -57,15 +63,21 @@ DELTA_PREFIX = b"U"
 DELTA_END = b"V"
 REQUEST_PREFIX = b"R"
 REQUEST_END = b"S"
+SESSION_PREFIX = b"L"
+SESSION_END = b"M"
+SESSION_ID_LEN = 16
 
 
 # The tag after `A` ino:8 says what an inode key holds.
 ATTR_TAG, ENTRY_TAG, PARENT_TAG, CHUNK_TAG, SYMLINK_TAG, XATTR_TAG = \
     b"I", b"D", b"P", b"C", b"S", b"X"
-_TAGS = {FileType.DIRECTORY: frozenset({ATTR_TAG, XATTR_TAG, ENTRY_TAG}),
-         FileType.REGULAR: frozenset({ATTR_TAG, XATTR_TAG, CHUNK_TAG, PARENT_TAG}),
+HOLD_TAG, LOCK_TAG = b"H", b"K"       # client sessions' open-unlinked holds and locks
+_TAGS = {FileType.DIRECTORY: frozenset({ATTR_TAG, XATTR_TAG, ENTRY_TAG, LOCK_TAG}),
+         FileType.REGULAR: frozenset({ATTR_TAG, XATTR_TAG, CHUNK_TAG, PARENT_TAG, HOLD_TAG,
+                                      LOCK_TAG}),
          FileType.SYMLINK: frozenset({ATTR_TAG, XATTR_TAG, SYMLINK_TAG, PARENT_TAG})}
-_OTHER_TAGS = frozenset({ATTR_TAG, XATTR_TAG, PARENT_TAG})     # fifos, devices, sockets
+# fifos, devices, sockets
+_OTHER_TAGS = frozenset({ATTR_TAG, XATTR_TAG, PARENT_TAG, HOLD_TAG, LOCK_TAG})
 
 
 def allowed_tags(type_: FileType) -> frozenset[bytes]:
@@ -155,6 +167,62 @@ def xattr_name(key: bytes) -> bytes:
 def inode_range(ino: int) -> tuple[bytes, bytes]:
     """Every key of one inode (attr, entries, links, chunks, target, xattrs)."""
     return b"A" + _ino(ino), b"A" + _ino(ino + 1)
+
+
+def _tag_range(ino: int, tag: bytes) -> tuple[bytes, bytes]:
+    """Every key of one inode with this tag."""
+    return INODE_PREFIX + _ino(ino) + tag, INODE_PREFIX + _ino(ino) + bytes([tag[0] + 1])
+
+
+def hold_key(ino: int, session: bytes) -> bytes:
+    return INODE_PREFIX + _ino(ino) + HOLD_TAG + session
+
+
+def hold_range(ino: int) -> tuple[bytes, bytes]:
+    return _tag_range(ino, HOLD_TAG)
+
+
+def lock_key(ino: int, session: bytes, owner: int, flock: bool) -> bytes:
+    return INODE_PREFIX + _ino(ino) + LOCK_TAG + session + owner.to_bytes(8, "big") + \
+        bytes([flock])
+
+
+def lock_range(ino: int) -> tuple[bytes, bytes]:
+    return _tag_range(ino, LOCK_TAG)
+
+
+def parse_lock_key(key: bytes) -> tuple[bytes, int, bool]:
+    """(session, owner, flock) of a lock key."""
+    rest = key[10:]
+    return rest[:SESSION_ID_LEN], int.from_bytes(rest[SESSION_ID_LEN:-1], "big"), \
+        bool(rest[-1])
+
+
+def session_key(session: bytes, ino: int | None = None) -> bytes:
+    """A session's lease, or (with `ino`) its mark on an inode it holds or locks."""
+    return SESSION_PREFIX + session + (b"" if ino is None else _ino(ino))
+
+
+def session_range(session: bytes | None = None) -> tuple[bytes, bytes]:
+    """Every session key, or one session's inode marks."""
+    if session is None:
+        return SESSION_PREFIX, SESSION_END
+    return session_key(session, 0), session_key(session) + b"\xff" * 9
+
+
+def parse_session_key(key: bytes) -> tuple[bytes, int | None]:
+    """(session, ino or None for the lease itself)."""
+    rest = key[1:]
+    session, ino = rest[:SESSION_ID_LEN], rest[SESSION_ID_LEN:]
+    return session, int.from_bytes(ino, "big") if ino else None
+
+
+def encode_locks(locks: list[tuple[int, int, int, int]]) -> bytes:
+    return msgpack.packb([list(lock) for lock in locks])
+
+
+def decode_locks(data: bytes) -> list[tuple[int, int, int, int]]:
+    return [tuple(lock) for lock in msgpack.unpackb(data)]
 
 
 def counter_key(name: str) -> bytes:

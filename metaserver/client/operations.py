@@ -140,3 +140,29 @@ class Operations:
 
     def compact_chunk(self, ino: int, index: int) -> CompactResult:
         return self._op("compact_chunk", None, ino=ino, index=index)
+
+    # --- client sessions (open-unlinked holds, locks); see the API's comments ----------
+    def renew_session(self, session: bytes, ttl_ms: int) -> None:
+        return self._op("renew_session", None, session=session, ttl_ms=ttl_ms)
+
+    def close_session(self, session: bytes) -> None:
+        return self._op("close_session", None, session=session)
+
+    def hold_inode(self, session: bytes, ino: int) -> None:
+        return self._op("hold_inode", None, session=session, ino=ino)
+
+    def release_inode(self, session: bytes, ino: int) -> None:
+        return self._op("release_inode", None, session=session, ino=ino)
+
+    def set_lock(self, session: bytes, ino: int, owner: int, type: int, start: int = 0,
+                 end: int = 0, *, flock: bool = False, pid: int = 0) -> None:
+        """Lock [start, end) (end 0: to EOF) for (session, owner); type F_RDLCK,
+        F_WRLCK or F_UNLCK. PermissionError (EACCES) if another live owner's conflicts."""
+        return self._op("set_lock", None, session=session, ino=ino, owner=owner, flock=flock,
+                        type=type, start=start, end=end, pid=pid)
+
+    def get_lock(self, session: bytes, ino: int, owner: int, type: int, start: int = 0,
+                 end: int = 0, *, flock: bool = False) -> tuple[int, int, int, int]:
+        """(type, start, end, pid) of a conflicting lock; type F_UNLCK if none."""
+        return self._op("get_lock", None, session=session, ino=ino, owner=owner, flock=flock,
+                        type=type, start=start, end=end)

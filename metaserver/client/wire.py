@@ -80,4 +80,11 @@ CALLS: dict[str, Call] = {
     "read_chunk": Call("ReadChunk", pb.ReadChunkRequest, lambda m: [slice_(s) for s in m.slices],
                        False),
     "compact_chunk": Call("CompactChunk", pb.CompactChunkRequest, compacted, True),
+    "renew_session": Call("RenewSession", pb.RenewSessionRequest, _none, True),
+    "close_session": Call("CloseSession", pb.CloseSessionRequest, _none, True),
+    "hold_inode": Call("HoldInode", pb.HoldInodeRequest, _none, True),
+    "release_inode": Call("ReleaseInode", pb.ReleaseInodeRequest, _none, True),
+    "set_lock": Call("SetLock", pb.SetLockRequest, _none, True),
+    "get_lock": Call("GetLock", pb.GetLockRequest,
+                     lambda m: (m.type, m.start, m.end, m.pid), False),
 }

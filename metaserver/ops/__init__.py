@@ -9,7 +9,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from metaserver.ops import admin, attrs, chunks, create, lookup, remove, rename, xattr
+from metaserver.ops import (admin, attrs, chunks, create, locks, lookup, remove, rename,
+                            sessions, xattr)
 
 
 @dataclass(frozen=True)
@@ -26,15 +27,20 @@ def _ops(mutating: bool, **fns: Callable) -> dict[str, Op]:
 OPS: dict[str, Op] = {
     **_ops(False, lookup=lookup.lookup, getattr=lookup.getattr_, readlink=lookup.readlink,
            readdir=lookup.readdir, resolve=lookup.resolve, getxattr=xattr.getxattr,
-           listxattr=xattr.listxattr, statfs=admin.statfs, read_chunk=chunks.read_chunk),
+           listxattr=xattr.listxattr, statfs=admin.statfs, read_chunk=chunks.read_chunk,
+           get_lock=locks.get_lock),
     **_ops(True, setattr=attrs.setattr_, create=create.create, mknod=create.mknod,
            mkdir=create.mkdir, symlink=create.symlink, link=create.link, unlink=remove.unlink,
            rmdir=remove.rmdir, rename=rename.rename, setxattr=xattr.setxattr,
            removexattr=xattr.removexattr, alloc_slice_ids=chunks.alloc_slice_ids,
-           write_slice=chunks.write_slice, compact_chunk=chunks.compact_chunk),
+           write_slice=chunks.write_slice, compact_chunk=chunks.compact_chunk,
+           renew_session=sessions.renew_session, close_session=sessions.close_session,
+           hold_inode=sessions.hold_inode, release_inode=sessions.release_inode,
+           set_lock=locks.set_lock),
 }
 
 # Internal operations the server runs for itself; not reachable from clients.
 INTERNAL_OPS: dict[str, Op] = _ops(
     True, init_root=admin.init_root, reserve_ids=admin.reserve_ids,
-    fold_usage=admin.fold_usage, expire_requests=admin.expire_requests)
+    fold_usage=admin.fold_usage, expire_requests=admin.expire_requests,
+    expire_sessions=sessions.expire_sessions)

@@ -219,6 +219,62 @@ class MetaTx:
     def del_xattr(self, ino: int, name: bytes) -> None:
         self.txn.delete(schema.xattr_key(ino, name))
 
+    # --- client sessions: leases, holds on open inodes, locks ----------------------------
+    def session_expiry(self, session: bytes) -> int | None:
+        data = self.txn.get(schema.session_key(session))
+        return None if data is None else schema.decode_i64(data)
+
+    def put_session(self, session: bytes, expires_ns: int) -> None:
+        self.txn.put(schema.session_key(session), schema.encode_i64(expires_ns))
+
+    def sessions_expired(self, now_ns: int, limit: int) -> list[bytes]:
+        """Up to `limit` sessions whose lease ended before `now_ns`."""
+        expired = []
+        for key, value in self.txn.scan(*schema.session_range()):
+            session, ino = schema.parse_session_key(key)
+            if ino is None and schema.decode_i64(value) < now_ns:
+                expired.append(session)
+                if len(expired) == limit:
+                    break
+        return expired
+
+    def session_inos(self, session: bytes) -> list[int]:
+        """The inodes a session holds or locks."""
+        return [schema.parse_session_key(k)[1]
+                for k, _ in self.txn.scan(*schema.session_range(session))]
+
+    def mark_session_ino(self, session: bytes, ino: int) -> None:
+        self.txn.put(schema.session_key(session, ino), b"")
+
+    def unmark_session_ino(self, session: bytes, ino: int) -> None:
+        self.txn.delete(schema.session_key(session, ino))
+
+    def del_session(self, session: bytes) -> None:
+        self.txn.delete(schema.session_key(session))
+
+    def holders(self, ino: int) -> list[bytes]:
+        """The sessions holding inode `ino` open."""
+        return [k[10:] for k, _ in self.txn.scan(*schema.hold_range(ino))]
+
+    def put_hold(self, ino: int, session: bytes) -> None:
+        self.txn.put(schema.hold_key(ino, session), b"")
+
+    def del_hold(self, ino: int, session: bytes) -> None:
+        self.txn.delete(schema.hold_key(ino, session))
+
+    def locks(self, ino: int) -> Iterator[tuple[bytes, int, bool, list[tuple[int, int, int, int]]]]:
+        """(session, owner, flock, [(type, start, end, pid)]) of every lock owner of `ino`."""
+        for key, value in self.txn.scan(*schema.lock_range(ino)):
+            yield (*schema.parse_lock_key(key), schema.decode_locks(value))
+
+    def put_locks(self, ino: int, session: bytes, owner: int, flock: bool,
+                  locks: list[tuple[int, int, int, int]]) -> None:
+        key = schema.lock_key(ino, session, owner, flock)
+        if locks:
+            self.txn.put(key, schema.encode_locks(locks))
+        else:
+            self.txn.delete(key)
+
     # --- counters, usage deltas, idempotency records ------------------------------------
     def counter(self, name: str) -> int:
         """A counter's value (0 when absent)."""

@@ -6,6 +6,7 @@ import errno
 
 from metaserver.errors import FsError, quote
 from metaserver.ops.metatx import MetaTx, check_name
+from metaserver.ops.sessions import is_held
 from metaserver.types import Attr
 
 
@@ -34,9 +35,10 @@ def rmdir(tx: MetaTx, *, parent: int, name: bytes) -> None:
 
 
 def drop_link(tx: MetaTx, a: Attr, parent: int) -> None:
-    """One link of non-directory `a` from `parent` is gone: update or free the inode."""
+    """One link of non-directory `a` from `parent` is gone: update or free the inode
+    (kept with nlink 0 while a live client session holds it open)."""
     a.nlink -= 1
-    if a.nlink == 0:
+    if a.nlink == 0 and not is_held(tx, a.ino):
         tx.drop_inode(a)
         return
     tx.remove_link_parent(a, parent)

@@ -1,8 +1,8 @@
 """Background housekeeping: fold usage deltas, expire idempotency records, trim the
-change log, on a timer in one daemon thread. A failing task is logged and retried at
-the next round; it never stops the thread or the server. A task the engine failed
-transiently (a lost race: on Galera the trim's commit can lose to another node's) is
-only deferred to the next round, not an error."""
+change log, end dead client sessions, on a timer in one daemon thread. A failing task
+is logged and retried at the next round; it never stops the thread or the server. A
+task the engine failed transiently (a lost race: on Galera the trim's commit can lose
+to another node's) is only deferred to the next round, not an error."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ log = logging.getLogger(__name__)
 FOLD_PAGE = 10000       # usage deltas folded per transaction
 EXPIRE_FRACTION = 0.25  # request records are expired this often, as a fraction of the TTL
 EXPIRE_MAX_S = 600
+SESSION_PAGE = 100      # dead client sessions ended per transaction
 
 
 class Maintenance:
@@ -36,6 +37,7 @@ class Maintenance:
             ("fold usage deltas", self.fold_usage),
             ("expire request records", self.expire_requests),
             ("trim change log", self.trim_changes),
+            ("expire client sessions", self.expire_sessions),
         ]
 
     def start(self) -> None:
@@ -73,6 +75,16 @@ class Maintenance:
             return 0
         self._next_expiry = now + min(self.request_ttl_ns / 1e9 * EXPIRE_FRACTION, EXPIRE_MAX_S)
         return self.runner.expire_requests(time.time_ns() - self.request_ttl_ns)
+
+    def expire_sessions(self) -> int:
+        """End client sessions whose lease ran out (their locks, their open-unlinked
+        inodes), a page per transaction."""
+        ended = 0
+        while (count := self.runner.call_internal("expire_sessions", limit=SESSION_PAGE)):
+            ended += count
+            if count < SESSION_PAGE:
+                break
+        return ended
 
     def trim_changes(self) -> int:
         return self.runner.engine.trim_changes(self.changelog_keep)

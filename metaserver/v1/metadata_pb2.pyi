@@ -406,8 +406,98 @@ class CompactChunkReply(_message.Message):
     released: _containers.RepeatedScalarFieldContainer[int]
     def __init__(self, slices: _Optional[_Iterable[_Union[Slice, _Mapping]]] = ..., released: _Optional[_Iterable[int]] = ...) -> None: ...
 
+class RenewSessionRequest(_message.Message):
+    __slots__ = ("request_id", "session", "ttl_ms")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    SESSION_FIELD_NUMBER: _ClassVar[int]
+    TTL_MS_FIELD_NUMBER: _ClassVar[int]
+    request_id: bytes
+    session: bytes
+    ttl_ms: int
+    def __init__(self, request_id: _Optional[bytes] = ..., session: _Optional[bytes] = ..., ttl_ms: _Optional[int] = ...) -> None: ...
+
+class CloseSessionRequest(_message.Message):
+    __slots__ = ("request_id", "session")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    SESSION_FIELD_NUMBER: _ClassVar[int]
+    request_id: bytes
+    session: bytes
+    def __init__(self, request_id: _Optional[bytes] = ..., session: _Optional[bytes] = ...) -> None: ...
+
+class HoldInodeRequest(_message.Message):
+    __slots__ = ("request_id", "session", "ino")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    SESSION_FIELD_NUMBER: _ClassVar[int]
+    INO_FIELD_NUMBER: _ClassVar[int]
+    request_id: bytes
+    session: bytes
+    ino: int
+    def __init__(self, request_id: _Optional[bytes] = ..., session: _Optional[bytes] = ..., ino: _Optional[int] = ...) -> None: ...
+
+class ReleaseInodeRequest(_message.Message):
+    __slots__ = ("request_id", "session", "ino")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    SESSION_FIELD_NUMBER: _ClassVar[int]
+    INO_FIELD_NUMBER: _ClassVar[int]
+    request_id: bytes
+    session: bytes
+    ino: int
+    def __init__(self, request_id: _Optional[bytes] = ..., session: _Optional[bytes] = ..., ino: _Optional[int] = ...) -> None: ...
+
+class SetLockRequest(_message.Message):
+    __slots__ = ("request_id", "session", "ino", "owner", "flock", "type", "start", "end", "pid")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    SESSION_FIELD_NUMBER: _ClassVar[int]
+    INO_FIELD_NUMBER: _ClassVar[int]
+    OWNER_FIELD_NUMBER: _ClassVar[int]
+    FLOCK_FIELD_NUMBER: _ClassVar[int]
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    START_FIELD_NUMBER: _ClassVar[int]
+    END_FIELD_NUMBER: _ClassVar[int]
+    PID_FIELD_NUMBER: _ClassVar[int]
+    request_id: bytes
+    session: bytes
+    ino: int
+    owner: int
+    flock: bool
+    type: int
+    start: int
+    end: int
+    pid: int
+    def __init__(self, request_id: _Optional[bytes] = ..., session: _Optional[bytes] = ..., ino: _Optional[int] = ..., owner: _Optional[int] = ..., flock: _Optional[bool] = ..., type: _Optional[int] = ..., start: _Optional[int] = ..., end: _Optional[int] = ..., pid: _Optional[int] = ...) -> None: ...
+
+class GetLockRequest(_message.Message):
+    __slots__ = ("session", "ino", "owner", "flock", "type", "start", "end")
+    SESSION_FIELD_NUMBER: _ClassVar[int]
+    INO_FIELD_NUMBER: _ClassVar[int]
+    OWNER_FIELD_NUMBER: _ClassVar[int]
+    FLOCK_FIELD_NUMBER: _ClassVar[int]
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    START_FIELD_NUMBER: _ClassVar[int]
+    END_FIELD_NUMBER: _ClassVar[int]
+    session: bytes
+    ino: int
+    owner: int
+    flock: bool
+    type: int
+    start: int
+    end: int
+    def __init__(self, session: _Optional[bytes] = ..., ino: _Optional[int] = ..., owner: _Optional[int] = ..., flock: _Optional[bool] = ..., type: _Optional[int] = ..., start: _Optional[int] = ..., end: _Optional[int] = ...) -> None: ...
+
+class LockReply(_message.Message):
+    __slots__ = ("type", "start", "end", "pid")
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    START_FIELD_NUMBER: _ClassVar[int]
+    END_FIELD_NUMBER: _ClassVar[int]
+    PID_FIELD_NUMBER: _ClassVar[int]
+    type: int
+    start: int
+    end: int
+    pid: int
+    def __init__(self, type: _Optional[int] = ..., start: _Optional[int] = ..., end: _Optional[int] = ..., pid: _Optional[int] = ...) -> None: ...
+
 class Operation(_message.Message):
-    __slots__ = ("lookup", "getattr", "setattr", "mknod", "create", "mkdir", "symlink", "readlink", "link", "unlink", "rmdir", "rename", "readdir", "getxattr", "setxattr", "listxattr", "removexattr", "statfs", "resolve", "alloc_slice_ids", "write_slice", "read_chunk", "compact_chunk")
+    __slots__ = ("lookup", "getattr", "setattr", "mknod", "create", "mkdir", "symlink", "readlink", "link", "unlink", "rmdir", "rename", "readdir", "getxattr", "setxattr", "listxattr", "removexattr", "statfs", "resolve", "alloc_slice_ids", "write_slice", "read_chunk", "compact_chunk", "renew_session", "close_session", "hold_inode", "release_inode", "set_lock", "get_lock")
     LOOKUP_FIELD_NUMBER: _ClassVar[int]
     GETATTR_FIELD_NUMBER: _ClassVar[int]
     SETATTR_FIELD_NUMBER: _ClassVar[int]
@@ -431,6 +521,12 @@ class Operation(_message.Message):
     WRITE_SLICE_FIELD_NUMBER: _ClassVar[int]
     READ_CHUNK_FIELD_NUMBER: _ClassVar[int]
     COMPACT_CHUNK_FIELD_NUMBER: _ClassVar[int]
+    RENEW_SESSION_FIELD_NUMBER: _ClassVar[int]
+    CLOSE_SESSION_FIELD_NUMBER: _ClassVar[int]
+    HOLD_INODE_FIELD_NUMBER: _ClassVar[int]
+    RELEASE_INODE_FIELD_NUMBER: _ClassVar[int]
+    SET_LOCK_FIELD_NUMBER: _ClassVar[int]
+    GET_LOCK_FIELD_NUMBER: _ClassVar[int]
     lookup: LookupRequest
     getattr: GetAttrRequest
     setattr: SetAttrRequest
@@ -454,7 +550,13 @@ class Operation(_message.Message):
     write_slice: WriteSliceRequest
     read_chunk: ReadChunkRequest
     compact_chunk: CompactChunkRequest
-    def __init__(self, lookup: _Optional[_Union[LookupRequest, _Mapping]] = ..., getattr: _Optional[_Union[GetAttrRequest, _Mapping]] = ..., setattr: _Optional[_Union[SetAttrRequest, _Mapping]] = ..., mknod: _Optional[_Union[MknodRequest, _Mapping]] = ..., create: _Optional[_Union[CreateRequest, _Mapping]] = ..., mkdir: _Optional[_Union[MkdirRequest, _Mapping]] = ..., symlink: _Optional[_Union[SymlinkRequest, _Mapping]] = ..., readlink: _Optional[_Union[ReadLinkRequest, _Mapping]] = ..., link: _Optional[_Union[LinkRequest, _Mapping]] = ..., unlink: _Optional[_Union[UnlinkRequest, _Mapping]] = ..., rmdir: _Optional[_Union[RmdirRequest, _Mapping]] = ..., rename: _Optional[_Union[RenameRequest, _Mapping]] = ..., readdir: _Optional[_Union[ReadDirRequest, _Mapping]] = ..., getxattr: _Optional[_Union[GetXattrRequest, _Mapping]] = ..., setxattr: _Optional[_Union[SetXattrRequest, _Mapping]] = ..., listxattr: _Optional[_Union[ListXattrRequest, _Mapping]] = ..., removexattr: _Optional[_Union[RemoveXattrRequest, _Mapping]] = ..., statfs: _Optional[_Union[StatFsRequest, _Mapping]] = ..., resolve: _Optional[_Union[ResolveRequest, _Mapping]] = ..., alloc_slice_ids: _Optional[_Union[AllocSliceIdsRequest, _Mapping]] = ..., write_slice: _Optional[_Union[WriteSliceRequest, _Mapping]] = ..., read_chunk: _Optional[_Union[ReadChunkRequest, _Mapping]] = ..., compact_chunk: _Optional[_Union[CompactChunkRequest, _Mapping]] = ...) -> None: ...
+    renew_session: RenewSessionRequest
+    close_session: CloseSessionRequest
+    hold_inode: HoldInodeRequest
+    release_inode: ReleaseInodeRequest
+    set_lock: SetLockRequest
+    get_lock: GetLockRequest
+    def __init__(self, lookup: _Optional[_Union[LookupRequest, _Mapping]] = ..., getattr: _Optional[_Union[GetAttrRequest, _Mapping]] = ..., setattr: _Optional[_Union[SetAttrRequest, _Mapping]] = ..., mknod: _Optional[_Union[MknodRequest, _Mapping]] = ..., create: _Optional[_Union[CreateRequest, _Mapping]] = ..., mkdir: _Optional[_Union[MkdirRequest, _Mapping]] = ..., symlink: _Optional[_Union[SymlinkRequest, _Mapping]] = ..., readlink: _Optional[_Union[ReadLinkRequest, _Mapping]] = ..., link: _Optional[_Union[LinkRequest, _Mapping]] = ..., unlink: _Optional[_Union[UnlinkRequest, _Mapping]] = ..., rmdir: _Optional[_Union[RmdirRequest, _Mapping]] = ..., rename: _Optional[_Union[RenameRequest, _Mapping]] = ..., readdir: _Optional[_Union[ReadDirRequest, _Mapping]] = ..., getxattr: _Optional[_Union[GetXattrRequest, _Mapping]] = ..., setxattr: _Optional[_Union[SetXattrRequest, _Mapping]] = ..., listxattr: _Optional[_Union[ListXattrRequest, _Mapping]] = ..., removexattr: _Optional[_Union[RemoveXattrRequest, _Mapping]] = ..., statfs: _Optional[_Union[StatFsRequest, _Mapping]] = ..., resolve: _Optional[_Union[ResolveRequest, _Mapping]] = ..., alloc_slice_ids: _Optional[_Union[AllocSliceIdsRequest, _Mapping]] = ..., write_slice: _Optional[_Union[WriteSliceRequest, _Mapping]] = ..., read_chunk: _Optional[_Union[ReadChunkRequest, _Mapping]] = ..., compact_chunk: _Optional[_Union[CompactChunkRequest, _Mapping]] = ..., renew_session: _Optional[_Union[RenewSessionRequest, _Mapping]] = ..., close_session: _Optional[_Union[CloseSessionRequest, _Mapping]] = ..., hold_inode: _Optional[_Union[HoldInodeRequest, _Mapping]] = ..., release_inode: _Optional[_Union[ReleaseInodeRequest, _Mapping]] = ..., set_lock: _Optional[_Union[SetLockRequest, _Mapping]] = ..., get_lock: _Optional[_Union[GetLockRequest, _Mapping]] = ...) -> None: ...
 
 class Error(_message.Message):
     __slots__ = ("errno", "message")
@@ -465,7 +567,7 @@ class Error(_message.Message):
     def __init__(self, errno: _Optional[int] = ..., message: _Optional[str] = ...) -> None: ...
 
 class OperationResult(_message.Message):
-    __slots__ = ("error", "entry", "attr", "empty", "readlink", "readdir", "xattr_value", "xattr_names", "statfs", "slice_ids", "chunk", "compacted")
+    __slots__ = ("error", "entry", "attr", "empty", "readlink", "readdir", "xattr_value", "xattr_names", "statfs", "slice_ids", "chunk", "compacted", "lock")
     ERROR_FIELD_NUMBER: _ClassVar[int]
     ENTRY_FIELD_NUMBER: _ClassVar[int]
     ATTR_FIELD_NUMBER: _ClassVar[int]
@@ -478,6 +580,7 @@ class OperationResult(_message.Message):
     SLICE_IDS_FIELD_NUMBER: _ClassVar[int]
     CHUNK_FIELD_NUMBER: _ClassVar[int]
     COMPACTED_FIELD_NUMBER: _ClassVar[int]
+    LOCK_FIELD_NUMBER: _ClassVar[int]
     error: Error
     entry: Entry
     attr: Attr
@@ -490,7 +593,8 @@ class OperationResult(_message.Message):
     slice_ids: AllocSliceIdsReply
     chunk: ChunkReply
     compacted: CompactChunkReply
-    def __init__(self, error: _Optional[_Union[Error, _Mapping]] = ..., entry: _Optional[_Union[Entry, _Mapping]] = ..., attr: _Optional[_Union[Attr, _Mapping]] = ..., empty: _Optional[_Union[Empty, _Mapping]] = ..., readlink: _Optional[_Union[ReadLinkReply, _Mapping]] = ..., readdir: _Optional[_Union[ReadDirReply, _Mapping]] = ..., xattr_value: _Optional[_Union[XattrValue, _Mapping]] = ..., xattr_names: _Optional[_Union[XattrNames, _Mapping]] = ..., statfs: _Optional[_Union[StatFsReply, _Mapping]] = ..., slice_ids: _Optional[_Union[AllocSliceIdsReply, _Mapping]] = ..., chunk: _Optional[_Union[ChunkReply, _Mapping]] = ..., compacted: _Optional[_Union[CompactChunkReply, _Mapping]] = ...) -> None: ...
+    lock: LockReply
+    def __init__(self, error: _Optional[_Union[Error, _Mapping]] = ..., entry: _Optional[_Union[Entry, _Mapping]] = ..., attr: _Optional[_Union[Attr, _Mapping]] = ..., empty: _Optional[_Union[Empty, _Mapping]] = ..., readlink: _Optional[_Union[ReadLinkReply, _Mapping]] = ..., readdir: _Optional[_Union[ReadDirReply, _Mapping]] = ..., xattr_value: _Optional[_Union[XattrValue, _Mapping]] = ..., xattr_names: _Optional[_Union[XattrNames, _Mapping]] = ..., statfs: _Optional[_Union[StatFsReply, _Mapping]] = ..., slice_ids: _Optional[_Union[AllocSliceIdsReply, _Mapping]] = ..., chunk: _Optional[_Union[ChunkReply, _Mapping]] = ..., compacted: _Optional[_Union[CompactChunkReply, _Mapping]] = ..., lock: _Optional[_Union[LockReply, _Mapping]] = ...) -> None: ...
 
 class BatchRequest(_message.Message):
     __slots__ = ("ops", "atomic", "request_id")

@@ -149,6 +149,36 @@ class MetadataStub:
                 request_serializer=metaserver_dot_v1_dot_metadata__pb2.CompactChunkRequest.SerializeToString,
                 response_deserializer=metaserver_dot_v1_dot_metadata__pb2.CompactChunkReply.FromString,
                 _registered_method=True)
+        self.RenewSession = channel.unary_unary(
+                '/metaserver.v1.Metadata/RenewSession',
+                request_serializer=metaserver_dot_v1_dot_metadata__pb2.RenewSessionRequest.SerializeToString,
+                response_deserializer=metaserver_dot_v1_dot_metadata__pb2.Empty.FromString,
+                _registered_method=True)
+        self.CloseSession = channel.unary_unary(
+                '/metaserver.v1.Metadata/CloseSession',
+                request_serializer=metaserver_dot_v1_dot_metadata__pb2.CloseSessionRequest.SerializeToString,
+                response_deserializer=metaserver_dot_v1_dot_metadata__pb2.Empty.FromString,
+                _registered_method=True)
+        self.HoldInode = channel.unary_unary(
+                '/metaserver.v1.Metadata/HoldInode',
+                request_serializer=metaserver_dot_v1_dot_metadata__pb2.HoldInodeRequest.SerializeToString,
+                response_deserializer=metaserver_dot_v1_dot_metadata__pb2.Empty.FromString,
+                _registered_method=True)
+        self.ReleaseInode = channel.unary_unary(
+                '/metaserver.v1.Metadata/ReleaseInode',
+                request_serializer=metaserver_dot_v1_dot_metadata__pb2.ReleaseInodeRequest.SerializeToString,
+                response_deserializer=metaserver_dot_v1_dot_metadata__pb2.Empty.FromString,
+                _registered_method=True)
+        self.SetLock = channel.unary_unary(
+                '/metaserver.v1.Metadata/SetLock',
+                request_serializer=metaserver_dot_v1_dot_metadata__pb2.SetLockRequest.SerializeToString,
+                response_deserializer=metaserver_dot_v1_dot_metadata__pb2.Empty.FromString,
+                _registered_method=True)
+        self.GetLock = channel.unary_unary(
+                '/metaserver.v1.Metadata/GetLock',
+                request_serializer=metaserver_dot_v1_dot_metadata__pb2.GetLockRequest.SerializeToString,
+                response_deserializer=metaserver_dot_v1_dot_metadata__pb2.LockReply.FromString,
+                _registered_method=True)
         self.Batch = channel.unary_unary(
                 '/metaserver.v1.Metadata/Batch',
                 request_serializer=metaserver_dot_v1_dot_metadata__pb2.BatchRequest.SerializeToString,
@@ -302,6 +332,42 @@ class MetadataServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RenewSession(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CloseSession(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def HoldInode(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReleaseInode(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetLock(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetLock(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def Batch(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -431,6 +497,36 @@ def add_MetadataServicer_to_server(servicer, server):
                     servicer.CompactChunk,
                     request_deserializer=metaserver_dot_v1_dot_metadata__pb2.CompactChunkRequest.FromString,
                     response_serializer=metaserver_dot_v1_dot_metadata__pb2.CompactChunkReply.SerializeToString,
+            ),
+            'RenewSession': grpc.unary_unary_rpc_method_handler(
+                    servicer.RenewSession,
+                    request_deserializer=metaserver_dot_v1_dot_metadata__pb2.RenewSessionRequest.FromString,
+                    response_serializer=metaserver_dot_v1_dot_metadata__pb2.Empty.SerializeToString,
+            ),
+            'CloseSession': grpc.unary_unary_rpc_method_handler(
+                    servicer.CloseSession,
+                    request_deserializer=metaserver_dot_v1_dot_metadata__pb2.CloseSessionRequest.FromString,
+                    response_serializer=metaserver_dot_v1_dot_metadata__pb2.Empty.SerializeToString,
+            ),
+            'HoldInode': grpc.unary_unary_rpc_method_handler(
+                    servicer.HoldInode,
+                    request_deserializer=metaserver_dot_v1_dot_metadata__pb2.HoldInodeRequest.FromString,
+                    response_serializer=metaserver_dot_v1_dot_metadata__pb2.Empty.SerializeToString,
+            ),
+            'ReleaseInode': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReleaseInode,
+                    request_deserializer=metaserver_dot_v1_dot_metadata__pb2.ReleaseInodeRequest.FromString,
+                    response_serializer=metaserver_dot_v1_dot_metadata__pb2.Empty.SerializeToString,
+            ),
+            'SetLock': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetLock,
+                    request_deserializer=metaserver_dot_v1_dot_metadata__pb2.SetLockRequest.FromString,
+                    response_serializer=metaserver_dot_v1_dot_metadata__pb2.Empty.SerializeToString,
+            ),
+            'GetLock': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetLock,
+                    request_deserializer=metaserver_dot_v1_dot_metadata__pb2.GetLockRequest.FromString,
+                    response_serializer=metaserver_dot_v1_dot_metadata__pb2.LockReply.SerializeToString,
             ),
             'Batch': grpc.unary_unary_rpc_method_handler(
                     servicer.Batch,
@@ -1064,6 +1160,168 @@ class Metadata:
             '/metaserver.v1.Metadata/CompactChunk',
             metaserver_dot_v1_dot_metadata__pb2.CompactChunkRequest.SerializeToString,
             metaserver_dot_v1_dot_metadata__pb2.CompactChunkReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RenewSession(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/metaserver.v1.Metadata/RenewSession',
+            metaserver_dot_v1_dot_metadata__pb2.RenewSessionRequest.SerializeToString,
+            metaserver_dot_v1_dot_metadata__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CloseSession(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/metaserver.v1.Metadata/CloseSession',
+            metaserver_dot_v1_dot_metadata__pb2.CloseSessionRequest.SerializeToString,
+            metaserver_dot_v1_dot_metadata__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def HoldInode(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/metaserver.v1.Metadata/HoldInode',
+            metaserver_dot_v1_dot_metadata__pb2.HoldInodeRequest.SerializeToString,
+            metaserver_dot_v1_dot_metadata__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReleaseInode(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/metaserver.v1.Metadata/ReleaseInode',
+            metaserver_dot_v1_dot_metadata__pb2.ReleaseInodeRequest.SerializeToString,
+            metaserver_dot_v1_dot_metadata__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetLock(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/metaserver.v1.Metadata/SetLock',
+            metaserver_dot_v1_dot_metadata__pb2.SetLockRequest.SerializeToString,
+            metaserver_dot_v1_dot_metadata__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetLock(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/metaserver.v1.Metadata/GetLock',
+            metaserver_dot_v1_dot_metadata__pb2.GetLockRequest.SerializeToString,
+            metaserver_dot_v1_dot_metadata__pb2.LockReply.FromString,
             options,
             channel_credentials,
             insecure,
