@@ -307,6 +307,7 @@ def run(args, argv: list[str]) -> int:
     if not url:
         scratch = tempfile.mkdtemp(prefix="metabench-scale-")
         url = f"rocksdb://{scratch}/db"
+        _format(url)
     try:
         server = ScaleServer(url)
     except RuntimeError as exc:
@@ -325,6 +326,17 @@ def run(args, argv: list[str]) -> int:
     console.print(table(rows))
     console.print(markdown(rows, projection(rows)).split("\n\n", 1)[1], highlight=False)
     return 0
+
+
+def _format(url: str) -> None:
+    """`metaserver format` of the new store (a server never formats one itself)."""
+    from engines import open_engine
+    from metaserver.runner import format_namespace
+    engine = open_engine(url, create=True)
+    try:
+        format_namespace(engine)
+    finally:
+        engine.close()
 
 
 def _write(args, argv: list[str], url: str, rows: list[dict]) -> None:
