@@ -27,6 +27,7 @@ from metaserver.service.auth import Role, create_token, required_role
 from metaserver.service.codec import OPERATIONS, SERVICE
 from metaserver.service.config import ConfigError, ServerConfig
 from metaserver.service.errors import ERRNO_KEY
+from metaserver.service.info import SERVICE as INFO_SERVICE
 from metaserver.service.server import StartError, start
 from metaserver.testing import free_port
 from metaserver.testing.metaserver_process import wait_for
@@ -80,6 +81,7 @@ def test_roles_are_derived_from_the_api():
     repl = f"/{REPLICATION.full_name}/"
     assert [required_role(repl + m) for m in ("Stream", "Snapshot", "Fence", "Status", "Promote")
             ] == [Role.REPLICATION] * 3 + [Role.READ, Role.ADMIN]
+    assert required_role(f"/{INFO_SERVICE.full_name}/Info") is Role.READ
     assert required_role("/some.Other/Thing") is Role.ADMIN
     assert required_role("/grpc.health.v1.Health/Check") is None
 
@@ -90,7 +92,7 @@ def test_every_rpc_is_refused_without_the_right_role(server, store):
     grants = {Role.READ: {Role.READ}, Role.WRITE: {Role.READ, Role.WRITE},
               Role.REPLICATION: {Role.READ, Role.REPLICATION}, Role.ADMIN: set(Role)}
     with grpc.insecure_channel(server.address) as channel:
-        for service in (SERVICE, REPLICATION):
+        for service in (SERVICE, REPLICATION, INFO_SERVICE):
             for method in service.methods:
                 needed = required_role(f"/{service.full_name}/{method.name}")
                 assert needed is not None

@@ -26,7 +26,7 @@ import typer
 
 from engines import open_engine
 from engines.contract import Engine, EngineError
-from metaserver import rollback
+from metaserver import __version__, rollback
 from metaserver.channel import (TOKEN_ENV, TOKEN_FILE_ENV, Credentials, CredentialsError,
                                 open_channel)
 from metaserver.cli.tokens import token_app
@@ -39,7 +39,8 @@ from metaserver.runner import open_namespace
 from metaserver.service.config import META_URL_ENV
 from metaserver.types import Attr, Entry, FileType, Slice
 from metaserver.v1 import replication_pb2 as rpb
-from metaserver.v1 import replication_pb2_grpc
+from metaserver.v1 import replication_pb2_grpc, server_pb2_grpc
+from metaserver.v1 import server_pb2 as spb
 
 DEFAULT_SERVER = "127.0.0.1:7420"
 RM_PAGE = 1000
@@ -164,8 +165,17 @@ def _session_token(text: str | None) -> SessionToken | None:
         _fail("--min-seq", str(exc))
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"metactl {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
 def _root(ctx: typer.Context,
+          version: bool = typer.Option(False, "--version", is_eager=True,
+                                       callback=_print_version,
+                                       help="Print the version and exit."),
           server: str = typer.Option(DEFAULT_SERVER, "--server", envvar="METASERVER_ADDRESS",
                                      metavar="HOST:PORT", help="The metaserver to talk to."),
           min_seq: str | None = typer.Option(
@@ -431,16 +441,59 @@ def statfs(ctx: typer.Context):
 
 # --- replication ---------------------------------------------------------------------------
 
-def _replication(ctx: typer.Context, rpc: str, request):
-    """Call one Replication RPC on --server; a failure is the one-line error."""
+def _rpc(ctx: typer.Context, stub, rpc: str, request):
+    """Call one RPC of `stub`'s service on --server; a failure is the one-line error."""
     session = _session(ctx)
     address = session.address
     with open_channel(address, session.credentials) as channel:
         try:
-            return getattr(replication_pb2_grpc.ReplicationStub(channel), rpc)(request,
-                                                                               timeout=60)
+            return getattr(stub(channel), rpc)(request, timeout=60)
         except grpc.RpcError as exc:
             _fail(address, f"{exc.code().name}: {exc.details()}")
+
+
+def _replication(ctx: typer.Context, rpc: str, request):
+    return _rpc(ctx, replication_pb2_grpc.ReplicationStub, rpc, request)
+
+
+def _duration(seconds: float) -> str:
+    minutes, s = divmod(int(seconds), 60)
+    hours, m = divmod(minutes, 60)
+    days, h = divmod(hours, 24)
+    return (f"{days}d" if days else "") + f"{h:02d}:{m:02d}:{s:02d}"
+
+
+@app.command()
+def status(ctx: typer.Context):
+    """Show the server: version, engine, uptime, role, epoch, replication, security,
+    limits and usage."""
+    info = _rpc(ctx, server_pb2_grpc.ServerInfoStub, "Info", spb.InfoRequest())
+    repl = _replication(ctx, "Status", rpb.StatusRequest())
+    s = _session(ctx)
+    with s.reporting(s.address):
+        usage = s.client.statfs()
+    started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(info.started_at_unix))
+    lines = [("server", f"{s.address} (serving {info.listen})"),
+             ("version", info.version), ("engine", info.engine),
+             ("uptime", f"{_duration(info.uptime_seconds)} (since {started})"),
+             ("role", repl.role), ("epoch", repl.epoch), ("last_seq", repl.last_seq)]
+    if repl.role == "follower":
+        lines += [("primary", f"{repl.primary} ({'connected' if repl.connected else 'cut off'}"
+                   f", last heard {repl.last_contact_seconds:.1f} s ago)"),
+                  ("applied_seq", f"{repl.applied_seq} of {repl.primary_seq}"),
+                  ("lag", f"{repl.lag_records} records, {repl.lag_seconds:.3f} s")]
+    security = [name for name, on in (("tls", info.tls), ("mutual tls", info.mutual_tls),
+                                      ("tokens", info.tokens)) if on]
+    limits = [f"{value:g} {what}" for value, what in (
+        (info.client_ops_per_s, "calls/s per client"),
+        (info.client_max_concurrent, "concurrent per client"),
+        (info.max_concurrent_calls, "concurrent in all")) if value]
+    lines += [("security", ", ".join(security) or "none (open)"),
+              ("limits", ", ".join(limits) or "none"), ("workers", info.workers),
+              ("bytes", f"used {usage.used_bytes} of {usage.total_bytes}"),
+              ("inodes", f"used {usage.used_inodes} of {usage.total_inodes}")]
+    for key, value in lines:
+        typer.echo(f"{key}: {value}")
 
 
 @replication_app.command("status")

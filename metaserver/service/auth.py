@@ -6,8 +6,8 @@ Roles: `read` (lookups, listings, Replication.Status), `write` (also every mutat
 (everything, e.g. Promote). The role an RPC needs is derived, never listed per RPC: a
 Metadata RPC is `read` if it runs an operation that does not mutate (or is Echo), else
 `write`; Replication RPCs need `replication` except Status (`read`) and Promote
-(`admin`); any other service needs `admin`, except health and reflection, which stay
-open. So an RPC added later is at least `write` without anyone deciding it.
+(`admin`); ServerInfo (which only describes the server) needs `read`; any other service
+needs `admin`, except health and reflection, which stay open. So an RPC added later is at least `write` without anyone deciding it.
 
 Tokens are `ID.SECRET` (SECRET: 32 random bytes); the file keeps only SHA-256 of the
 secret (a 256-bit random secret needs no slow hash), as JSON, mode 0600, replaced
@@ -40,6 +40,7 @@ from grpc_reflection.v1alpha import reflection
 from metaserver.ops import OPS
 from metaserver.service.codec import OPERATIONS, SERVICE
 from metaserver.service.errors import ERRNO_KEY
+from metaserver.service.info import SERVICE as INFO_SERVICE
 from metaserver.service.limits import Limits, Overloaded
 from metaserver.v1 import replication_pb2
 
@@ -80,6 +81,8 @@ def required_role(method: str) -> Role | None:
         return Role.READ if name in _READ_ONLY_METADATA else Role.WRITE
     if service == _REPLICATION:
         return _REPLICATION_EXCEPTIONS.get(name, Role.REPLICATION)
+    if service == INFO_SERVICE.full_name:
+        return Role.READ
     return Role.ADMIN
 
 

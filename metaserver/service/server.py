@@ -25,6 +25,8 @@ from metaserver.runner import Runner, open_namespace
 from metaserver.service.auth import Gatekeeper, TokenFileError, TokenStore
 from metaserver.service.codec import SERVICE, Codec
 from metaserver.service.config import ServerConfig
+from metaserver.service.info import SERVICE as INFO_SERVICE
+from metaserver.service.info import InfoServicer
 from metaserver.service.limits import Limits
 from metaserver.service.maintenance import Maintenance
 from metaserver.service.replication import FollowRefused, Follower, Node, ReplicationServicer
@@ -247,10 +249,12 @@ def start(config: ServerConfig) -> RunningServer:
     add_service(server, SERVICE, servicer)
     add_service(server, replication_pb2.DESCRIPTOR.services_by_name["Replication"],
                 ReplicationServicer(node))
+    add_service(server, INFO_SERVICE,
+                InfoServicer(config, f"{config.listen.rpartition(':')[0]}:{port}"))
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
         (SERVICE.full_name, replication_pb2.DESCRIPTOR.services_by_name["Replication"].full_name,
-         health.SERVICE_NAME, reflection.SERVICE_NAME), server)
+         INFO_SERVICE.full_name, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
     server.start()
     if probe_server is not None:
         probe_server.start()
