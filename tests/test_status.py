@@ -4,6 +4,7 @@ role, epoch, replication, security, limits, usage), on a primary and on a follow
 
 from __future__ import annotations
 
+import errno
 import os
 import pathlib
 import subprocess
@@ -14,6 +15,7 @@ from metaserver.client import Client
 from metaserver.service.auth import Role, create_token
 from metaserver.service.config import ServerConfig
 from metaserver.service.server import start
+from metaserver.testing import free_port
 from metaserver.testing.metaserver_process import wait_for
 
 METACTL = str(pathlib.Path(sys.executable).parent / "metactl")
@@ -73,3 +75,10 @@ def test_status_of_a_protected_primary_and_its_follower(tmp_path):
 def test_version():
     result = _metactl("--version")
     assert (result.returncode, result.stdout) == (0, f"metactl {__version__}\n")
+
+
+def test_status_of_an_unreachable_server_is_the_usual_one_line():
+    address = f"127.0.0.1:{free_port()}"       # nobody listens there
+    result = _metactl("--server", address, "status")
+    assert (result.returncode, result.stderr) == (1, f"metactl: {address}: "
+                                                     f"{os.strerror(errno.ECONNREFUSED)}\n")

@@ -31,6 +31,7 @@ from metaserver.channel import (TOKEN_ENV, TOKEN_FILE_ENV, Credentials, Credenti
                                 open_channel)
 from metaserver.cli.tokens import token_app
 from metaserver.client import Client, SessionTimeout, SessionToken, wire
+from metaserver.client import errors as client_errors
 from metaserver.dump import DumpError, TargetNotEmpty, dump, load
 from metaserver.errors import FsError
 from metaserver.fsck import fsck
@@ -449,6 +450,10 @@ def _rpc(ctx: typer.Context, stub, rpc: str, request):
         try:
             return getattr(stub(channel), rpc)(request, timeout=60)
         except grpc.RpcError as exc:
+            if not client_errors.answered(exc) and exc.code() == grpc.StatusCode.UNAVAILABLE:
+                # Not reached: the same line as every other command's.
+                _fail(address, os.strerror(client_errors.from_rpc_error(exc, address,
+                                                                        [None]).errno))
             _fail(address, f"{exc.code().name}: {exc.details()}")
 
 
