@@ -75,7 +75,7 @@ def test_roles_are_derived_from_the_api():
     for spec in OPERATIONS.values():
         expected = Role.WRITE if OPS[spec.op].mutating else Role.READ
         assert required_role(f"/{SERVICE.full_name}/{spec.rpc}") is expected, spec.rpc
-    assert required_role(f"/{SERVICE.full_name}/Batch") is Role.WRITE
+    assert required_role(f"/{SERVICE.full_name}/Batch") is Role.READ   # then by its ops
     assert required_role(f"/{SERVICE.full_name}/Echo") is Role.READ
     assert required_role(f"/{SERVICE.full_name}/SomeRpcAddedLater") is Role.WRITE
     repl = f"/{REPLICATION.full_name}/"
@@ -137,6 +137,15 @@ def test_client_library_token_roles_and_env(server, store, monkeypatch):
         assert reader.resolve(b"/").ino == 1
         with pytest.raises(PermissionError) as info:
             reader.mkdir(1, b"d")
+        assert info.value.errno == errno.EPERM
+    with Client(server.address, token=tokens[Role.READ], retry=NO_RETRY) as reader:
+        lookups = reader.batch()
+        lookups.lookup(1, b"nothing").getattr(1)
+        missing, root = lookups.run()
+        assert isinstance(missing, FileNotFoundError) and root.ino == 1
+        mixed = reader.batch().getattr(1).mkdir(1, b"d")
+        with pytest.raises(PermissionError) as info:
+            mixed.run()
         assert info.value.errno == errno.EPERM
     monkeypatch.setenv("METASERVER_TOKEN", tokens[Role.WRITE])
     with Client(server.address, retry=NO_RETRY) as writer:

@@ -5,7 +5,7 @@ Roles: `read` (lookups, listings, Replication.Status), `write` (also every mutat
 `replication` (also Stream, Snapshot, Fence: what a follower calls), `admin`
 (everything, e.g. Promote). The role an RPC needs is derived, never listed per RPC: a
 Metadata RPC is `read` if it runs an operation that does not mutate (or is Echo), else
-`write`; Replication RPCs need `replication` except Status (`read`) and Promote
+`write`, and a Batch needs what its operations need (`write` if any mutates); Replication RPCs need `replication` except Status (`read`) and Promote
 (`admin`); ServerInfo (which only describes the server) needs `read`; any other service
 needs `admin`, except health and reflection, which stay open. So an RPC added later is at least `write` without anyone deciding it.
 
@@ -68,6 +68,7 @@ _GRANTS: dict[Role, frozenset[Role]] = {
 OPEN_SERVICES = frozenset({health.SERVICE_NAME, reflection.SERVICE_NAME})
 _READ_ONLY_METADATA = frozenset({spec.rpc for spec in OPERATIONS.values()
                                  if not OPS[spec.op].mutating} | {"Echo"})
+_BATCH = f"/{SERVICE.full_name}/Batch"
 _REPLICATION = replication_pb2.DESCRIPTOR.services_by_name["Replication"].full_name
 _REPLICATION_EXCEPTIONS = {"Status": Role.READ, "Promote": Role.ADMIN}
 
@@ -78,7 +79,8 @@ def required_role(method: str) -> Role | None:
     if service in OPEN_SERVICES:
         return None
     if service == SERVICE.full_name:
-        return Role.READ if name in _READ_ONLY_METADATA else Role.WRITE
+        # Batch: the least it can need; the interceptor looks at its operations.
+        return Role.READ if name in _READ_ONLY_METADATA or method == _BATCH else Role.WRITE
     if service == _REPLICATION:
         return _REPLICATION_EXCEPTIONS.get(name, Role.REPLICATION)
     if service == INFO_SERVICE.full_name:
@@ -205,6 +207,14 @@ class TokenStore:
 Behavior = Callable[[object, grpc.ServicerContext], object]
 
 
+def batch_role(request) -> Role:
+    """What a BatchRequest needs: write if any of its operations mutates (or is not
+    known here), else read."""
+    names = (op.WhichOneof("op") for op in getattr(request, "ops", ()))
+    return Role.WRITE if any(name not in OPS or OPS[name].mutating for name in names) \
+        else Role.READ
+
+
 def _refusal(code: grpc.StatusCode, number: int, message: str) -> Behavior:
     """A handler body that fails the call the way the servicer fails one (errno trailer)."""
     def refuse(request, context: grpc.ServicerContext):
@@ -235,6 +245,19 @@ def _admitted(behavior: Behavior, limits: Limits, client: str | None,
         except Overloaded as exc:
             refused(context, exc)
     return stream if streaming else unary
+
+
+def _checking_batch(behavior: Behavior, record: TokenRecord) -> Behavior:
+    """`behavior` once the batch's operations are seen to need no more than `record`
+    grants (the request is decoded only here, after the interceptor)."""
+    def checked(request, context: grpc.ServicerContext):
+        role = batch_role(request)
+        if not record.grants(role):
+            _refusal(grpc.StatusCode.PERMISSION_DENIED, errno.EPERM,
+                     f"token {record.id} ({record.name}: {','.join(record.roles)}) lacks "
+                     f"the {role.value} role a Batch with mutations needs")(request, context)
+        return behavior(request, context)
+    return checked
 
 
 def _with_behavior(handler: grpc.RpcMethodHandler,
@@ -273,6 +296,9 @@ class Gatekeeper(grpc.ServerInterceptor):
             if refusal is not None:
                 return _with_behavior(handler, lambda _behavior, _streaming: refusal)
             client = f"token:{record.id}"
+            if method == _BATCH:
+                handler = _with_behavior(handler, lambda behavior, _streaming:
+                                         _checking_batch(behavior, record))
         if self.limits.active and method.startswith(f"/{SERVICE.full_name}/"):
             return _with_behavior(handler, lambda behavior, streaming:
                                   _admitted(behavior, self.limits, client, streaming))
