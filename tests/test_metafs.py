@@ -1,23 +1,30 @@
 """metafs, the reference FUSE client, mounted for real (FUSE as root) over metaservers
 started on loopback: real tools on the mount (cp -a, tar, diff -r, git), two mounts of
-one namespace, open-unlinked files, a read-only mount of a follower, a server restart
-under a live mount. Every mount is unmounted in teardown."""
+one namespace (renames, flock and POSIX locks), open-unlinked files held by the server,
+a killed mount's session ending, a read-only mount of a follower, a server restart
+under a live mount. Every mount is unmounted in teardown. The sessions and locks of
+the API are also tested directly, without FUSE."""
 
 from __future__ import annotations
 
 import errno
+import fcntl
 import os
 import shutil
+import struct
 import subprocess
 import threading
+import time
 
 import pytest
 
+from metaserver.client import Client
 from metaserver.service import ServerConfig, start
+from metaserver.types import ROOT_INO
 from metaserver.testing.metafs_mount import METAFS, MetafsMount, fuse_missing
 from metaserver.testing.metaserver_process import ServerProcess, format_store, wait_for
 
-pytestmark = pytest.mark.skipif(fuse_missing() is not None, reason=fuse_missing() or "")
+needs_fuse = pytest.mark.skipif(fuse_missing() is not None, reason=fuse_missing() or "")
 
 SOURCE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                       "metaserver")
@@ -65,6 +72,7 @@ def diff(a, b) -> None:
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
 
 
+@needs_fuse
 def test_tree_copied_in_with_cp_and_tar_and_seen_by_a_second_mount(primary, tmp_path,
                                                                     data_dir, tree):
     with mount(primary.address, tmp_path, "a", data_dir) as a, \
@@ -85,9 +93,10 @@ def test_tree_copied_in_with_cp_and_tar_and_seen_by_a_second_mount(primary, tmp_
         assert os.statvfs(a.mountpoint).f_files > 0
         shutil.rmtree(f"{a.mountpoint}/cp")
         shutil.rmtree(f"{a.mountpoint}/tar")
-        assert os.listdir(b.mountpoint) == []
+        assert not {"cp", "tar"} & set(os.listdir(b.mountpoint))
 
 
+@needs_fuse
 def test_git_init_add_commit_on_the_mount(primary, tmp_path, data_dir, tree):
     git = ["git", "-c", "user.name=metafs", "-c", "user.email=metafs@localhost",
            "-c", "init.defaultBranch=main"]
@@ -111,6 +120,7 @@ def test_git_init_add_commit_on_the_mount(primary, tmp_path, data_dir, tree):
         shutil.rmtree(repo)
 
 
+@needs_fuse
 def test_concurrent_renames_from_two_mounts(primary, tmp_path, data_dir):
     """Two mounts race to rename the same files: each file moves exactly once."""
     count = 60
@@ -144,23 +154,166 @@ def test_concurrent_renames_from_two_mounts(primary, tmp_path, data_dir):
         shutil.rmtree(f"{a.mountpoint}/race")
 
 
-def test_open_unlinked_file_is_readable_until_last_close(primary, tmp_path, data_dir):
-    with mount(primary.address, tmp_path, "a", data_dir) as a:
+@needs_fuse
+def test_open_unlinked_file_is_held_by_the_server_until_last_close(primary, tmp_path,
+                                                                  data_dir):
+    with mount(primary.address, tmp_path, "a", data_dir) as a, \
+            mount(primary.address, tmp_path, "b", data_dir, *NO_CACHE) as b, \
+            Client(primary.address) as api:
         path = f"{a.mountpoint}/doomed"
         with open(path, "wb") as f:
             f.write(b"still here")
         fd = os.open(path, os.O_RDWR)
         try:
+            ino = os.fstat(fd).st_ino
             os.unlink(path)
             assert not os.path.exists(path)
+            assert "doomed" not in os.listdir(b.mountpoint)
+            assert os.fstat(fd).st_nlink == 0
             assert os.pread(fd, 100, 0) == b"still here"
             os.pwrite(fd, b"STILL", 0)
             assert os.pread(fd, 100, 0) == b"STILL here"
+            assert api.getattr(ino).nlink == 0       # the server keeps the inode
         finally:
             os.close(fd)
-        wait_for(lambda: os.listdir(a.mountpoint) == [], what="hidden file removed on close")
+
+        def gone() -> bool:
+            try:
+                api.getattr(ino)
+            except FileNotFoundError:
+                return True
+            return False
+        wait_for(gone, what="the inode freed at the last close")
+        # Renaming over an open file holds it the same way.
+        with open(f"{a.mountpoint}/old", "w") as f:
+            f.write("old")
+        with open(f"{a.mountpoint}/new", "w") as f:
+            f.write("new")
+        with open(f"{a.mountpoint}/old") as kept:
+            os.rename(f"{a.mountpoint}/new", f"{a.mountpoint}/old")
+            assert kept.read() == "old"
+        with open(f"{a.mountpoint}/old") as f:
+            assert f.read() == "new"
+        os.unlink(f"{a.mountpoint}/old")
 
 
+def try_flock(path: str, how: int) -> bool:
+    with open(path) as f:
+        try:
+            fcntl.flock(f, how | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        fcntl.flock(f, fcntl.LOCK_UN)
+        return True
+
+
+@needs_fuse
+def test_flock_contention_between_two_mounts(primary, tmp_path, data_dir):
+    with mount(primary.address, tmp_path, "a", data_dir) as a, \
+            mount(primary.address, tmp_path, "b", data_dir) as b:
+        open(f"{a.mountpoint}/lock", "w").close()
+        holder = open(f"{a.mountpoint}/lock")
+        fcntl.flock(holder, fcntl.LOCK_EX)
+        assert not try_flock(f"{b.mountpoint}/lock", fcntl.LOCK_EX)
+        assert not try_flock(f"{b.mountpoint}/lock", fcntl.LOCK_SH)
+        assert not try_flock(f"{a.mountpoint}/lock", fcntl.LOCK_SH)   # another open file
+        # A blocking flock on the other mount waits for the holder's unlock.
+        got = threading.Event()
+        waiter_file = open(f"{b.mountpoint}/lock")
+
+        def waiter() -> None:
+            fcntl.flock(waiter_file, fcntl.LOCK_EX)
+            got.set()
+        thread = threading.Thread(target=waiter)
+        thread.start()
+        assert not got.wait(0.5)
+        fcntl.flock(holder, fcntl.LOCK_UN)
+        assert got.wait(10)
+        thread.join(10)
+        assert not try_flock(f"{a.mountpoint}/lock", fcntl.LOCK_EX)
+        # Closing the file drops its flock (the kernel sends that with the release,
+        # after close() returns).
+        waiter_file.close()
+        wait_for(lambda: try_flock(f"{a.mountpoint}/lock", fcntl.LOCK_EX),
+                 what="the flock dropped at close")
+        # Shared locks share.
+        fcntl.flock(holder, fcntl.LOCK_SH)
+        assert try_flock(f"{b.mountpoint}/lock", fcntl.LOCK_SH)
+        assert not try_flock(f"{b.mountpoint}/lock", fcntl.LOCK_EX)
+        holder.close()
+        os.unlink(f"{a.mountpoint}/lock")
+
+
+def getlk(f, start: int, length: int) -> tuple[int, int, int]:
+    """fcntl(F_GETLK) for a write lock on [start, start+length): (type, start, len)."""
+    request = struct.pack("hhqqi", fcntl.F_WRLCK, os.SEEK_SET, start, length, 0)
+    type_, _, lock_start, lock_len, _ = struct.unpack(
+        "hhqqi", fcntl.fcntl(f, fcntl.F_GETLK, request))
+    return type_, lock_start, lock_len
+
+
+@needs_fuse
+def test_posix_byte_range_locks_between_two_mounts(primary, tmp_path, data_dir):
+    with mount(primary.address, tmp_path, "a", data_dir) as a, \
+            mount(primary.address, tmp_path, "b", data_dir) as b:
+        open(f"{a.mountpoint}/ranges", "w").close()
+        fa = open(f"{a.mountpoint}/ranges", "r+")
+        fb = open(f"{b.mountpoint}/ranges", "r+")
+        fcntl.lockf(fa, fcntl.LOCK_EX, 10, 0)          # bytes 0..9
+        with pytest.raises(OSError) as refused:
+            fcntl.lockf(fb, fcntl.LOCK_EX | fcntl.LOCK_NB, 10, 5)
+        assert refused.value.errno in (errno.EAGAIN, errno.EACCES)
+        fcntl.lockf(fb, fcntl.LOCK_EX | fcntl.LOCK_NB, 10, 20)     # disjoint: fine
+        assert getlk(fb, 0, 5) == (fcntl.F_WRLCK, 0, 10)
+        assert getlk(fb, 15, 1)[0] == fcntl.F_UNLCK     # its own lock is no conflict
+        fcntl.lockf(fa, fcntl.LOCK_UN, 5, 0)             # keep 5..9 only
+        fcntl.lockf(fb, fcntl.LOCK_EX | fcntl.LOCK_NB, 5, 0)
+        assert getlk(fb, 0, 100) == (fcntl.F_WRLCK, 5, 5)
+        fa.close()                                       # POSIX locks go with a close
+        wait_for(lambda: getlk(fb, 0, 100)[0] == fcntl.F_UNLCK,
+                 what="the POSIX locks dropped at close")
+        fb.close()
+        os.unlink(f"{a.mountpoint}/ranges")
+
+
+@needs_fuse
+def test_a_killed_mounts_locks_and_held_inodes_end_with_its_session(tmp_path, data_dir):
+    """kill -9 a mount: once its session's lease runs out its locks stop counting,
+    and the server's maintenance frees the open-unlinked inode it held."""
+    server = start(ServerConfig(meta_url="memory://", listen="127.0.0.1:0",
+                                maintenance_interval_s=0.2))
+    try:
+        with mount(server.address, tmp_path, "a", data_dir, "--session-ttl", "1") as a, \
+                mount(server.address, tmp_path, "b", data_dir) as b, \
+                Client(server.address) as api:
+            open(f"{a.mountpoint}/lock", "w").close()
+            locked = open(f"{a.mountpoint}/lock")
+            fcntl.flock(locked, fcntl.LOCK_EX)
+            held = open(f"{a.mountpoint}/held", "w")
+            ino = os.fstat(held.fileno()).st_ino
+            os.unlink(f"{a.mountpoint}/held")
+            assert not try_flock(f"{b.mountpoint}/lock", fcntl.LOCK_EX)
+            a.kill()
+            wait_for(lambda: try_flock(f"{b.mountpoint}/lock", fcntl.LOCK_EX),
+                     timeout=15, what="the dead mount's lock lapsed")
+
+            def freed() -> bool:
+                try:
+                    api.getattr(ino)
+                except FileNotFoundError:
+                    return True
+                return False
+            wait_for(freed, timeout=15, what="the dead mount's held inode freed")
+            for f in (locked, held):
+                try:
+                    f.close()
+                except OSError:
+                    pass        # the dead mount answers ENOTCONN
+    finally:
+        server.stop()
+
+
+@needs_fuse
 def test_read_only_mount_of_a_follower(primary, tmp_path, data_dir):
     follower = start(ServerConfig(meta_url="memory://", listen="127.0.0.1:0",
                                   follow=primary.address))
@@ -186,6 +339,7 @@ def test_read_only_mount_of_a_follower(primary, tmp_path, data_dir):
         follower.stop()
 
 
+@needs_fuse
 def test_a_failing_handler_is_eio_and_the_mount_lives_on(primary, tmp_path, data_dir):
     with mount(primary.address, tmp_path, "a", data_dir) as a:
         with open(f"{a.mountpoint}/lost", "wb") as f:
@@ -196,9 +350,10 @@ def test_a_failing_handler_is_eio_and_the_mount_lives_on(primary, tmp_path, data
                 f.read()
         assert failed.value.errno == errno.EIO
         os.unlink(f"{a.mountpoint}/lost")
-        assert os.listdir(a.mountpoint) == []
+        assert "lost" not in os.listdir(a.mountpoint)
 
 
+@needs_fuse
 def test_reconnects_after_a_server_restart(tmp_path, data_dir):
     """Calls made while the server is down wait for it (retried with their request
     ids) and succeed once it is back; the mount never goes away."""
@@ -230,6 +385,7 @@ def test_reconnects_after_a_server_restart(tmp_path, data_dir):
         server.stop()
 
 
+@needs_fuse
 def test_background_mount_and_umount_commands(primary, tmp_path, data_dir):
     mountpoint = tmp_path / "bg"
     mountpoint.mkdir()
@@ -252,3 +408,34 @@ def test_background_mount_and_umount_commands(primary, tmp_path, data_dir):
                              timeout=60)
     assert refused.returncode == 1 and "metafs:" in refused.stderr
     assert not os.path.ismount(mountpoint)
+
+
+def test_sessions_holds_and_locks_through_the_api(server):
+    """The API that metafs relies on, without FUSE: leases, holds, both lock kinds."""
+    with Client(server.address) as api:
+        one, two = os.urandom(16), os.urandom(16)
+        for session in (one, two):
+            api.renew_session(session, 30_000)
+        f = api.create(ROOT_INO, "api-locks")
+        api.set_lock(one, f.ino, 1, fcntl.F_WRLCK, flock=True)
+        with pytest.raises(PermissionError):
+            api.set_lock(two, f.ino, 1, fcntl.F_RDLCK, flock=True)
+        api.set_lock(two, f.ino, 1, fcntl.F_WRLCK, 0, 100)     # POSIX: another kind
+        assert api.get_lock(one, f.ino, 7, fcntl.F_RDLCK, 50, 51) == (fcntl.F_WRLCK, 0, 100, 0)
+        api.set_lock(two, f.ino, 1, fcntl.F_UNLCK, 20, 30)     # split in two
+        assert api.get_lock(one, f.ino, 7, fcntl.F_RDLCK, 25, 26)[0] == fcntl.F_UNLCK
+        assert api.get_lock(one, f.ino, 7, fcntl.F_RDLCK, 30, 0)[1:3] == (30, 100)
+        with pytest.raises(OSError) as bad:
+            api.set_lock(one, f.ino, 1, 7)
+        assert bad.value.errno == errno.EINVAL
+        with pytest.raises(OSError) as unknown:
+            api.set_lock(os.urandom(16), f.ino, 1, fcntl.F_WRLCK)
+        assert unknown.value.errno == errno.ENOLCK
+        # A hold keeps the inode past its last name; closing the session frees it.
+        api.hold_inode(one, f.ino)
+        api.unlink(ROOT_INO, "api-locks")
+        assert api.getattr(f.ino).nlink == 0
+        api.close_session(one)
+        with pytest.raises(FileNotFoundError):
+            api.getattr(f.ino)
+        api.close_session(two)

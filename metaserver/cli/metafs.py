@@ -53,6 +53,9 @@ def mount(
     entry_timeout: float = typer.Option(1.0, help="Seconds the kernel caches names."),
     negative_timeout: float = typer.Option(0.0, help="Seconds the kernel caches absent names."),
     timeout: float = typer.Option(30.0, help="Seconds for one attempt of one call."),
+    session_ttl: float = typer.Option(
+        30.0, help="Seconds the server keeps this mount's locks and open-unlinked files "
+        "after it stops renewing its session (it died or lost the server)."),
     token: Optional[str] = typer.Option(None, "--token", envvar="METASERVER_TOKEN",
                                         help="Bearer token for the server."),
     log_file: Optional[str] = typer.Option(
@@ -68,8 +71,10 @@ def mount(
     if foreground:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s metafs %(levelname)s %(message)s")
         try:
-            run(MountOptions(server, data_dir, mountpoint, read_only, attr_timeout,
-                             entry_timeout, negative_timeout, timeout, token, debug))
+            run(MountOptions(server, data_dir, mountpoint, read_only=read_only,
+                             attr_timeout=attr_timeout, entry_timeout=entry_timeout,
+                             negative_timeout=negative_timeout, timeout=timeout, token=token,
+                             debug=debug, session_ttl=session_ttl))
         except OSError as exc:
             _fail(f"{server}: {exc.strerror or exc}")
         except RuntimeError as exc:     # libfuse refused (fuse_main's status)
@@ -79,7 +84,7 @@ def mount(
     argv = [sys.executable, "-m", "metaserver.cli.metafs", "mount", "--foreground",
             "--server", server, "--data-dir", data_dir, "--attr-timeout", str(attr_timeout),
             "--entry-timeout", str(entry_timeout), "--negative-timeout", str(negative_timeout),
-            "--timeout", str(timeout), mountpoint]
+            "--timeout", str(timeout), "--session-ttl", str(session_ttl), mountpoint]
     if read_only:
         argv.insert(-1, "--read-only")
     with open(log_file, "ab") as log:

@@ -1,9 +1,18 @@
 """The FUSE operations of metafs, path-based over libfuse's high-level API (mfusepy).
 
-Paths are resolved by the server (Resolve: one call, one transaction); open files and
-directories are handles naming an inode. Every metadata operation is one client call
-(creates and renames resolve their parent first); file data goes through FileData.
-Errors are OSErrors with the server's errno (mount.MetaFuse answers anything else EIO).
+Every metadata operation is a client call: paths are resolved by the server (Resolve:
+one call, one transaction; creates and renames resolve their parent first), open files
+and directories are handles naming an inode, file data goes through FileData, locks
+are the server's (shared by all mounts). Errors are OSErrors with the server's errno
+(mount.MetaFuse answers anything else EIO).
+
+Open-unlinked files: when a file open here loses its name (unlink, or a rename over
+it), libfuse first renames it to a hidden name (".fuse_hidden…") and unlinks that
+name at the last close. metafs turns that rename into "hold the inode in the server
+under this mount's session, then unlink it", and keeps the hidden name only here:
+other mounts see the name gone at once, fstat shows nlink 0, and the server frees
+the inode at the last close (or when this mount's session dies). A rename over an
+open file is thus two steps in the server (the old target goes, then the rename).
 """
 
 from __future__ import annotations
@@ -14,11 +23,13 @@ import logging
 import os
 import stat
 import threading
+import time
 
 import mfusepy
 
 from metaserver.client import Client
 from metaserver.fuse.filedata import FileData
+from metaserver.fuse.session import ClientSession
 from metaserver.types import Attr, FileType, RenameFlags
 
 log = logging.getLogger("metafs")
@@ -26,6 +37,11 @@ log = logging.getLogger("metafs")
 BLOCK_SIZE = 4096
 NAME_MAX = 255
 NOW = "now"         # utimens: set this time to the server's clock
+F_RDLCK, F_WRLCK, F_UNLCK = 0, 1, 2
+F_GETLK, F_SETLK, F_SETLKW = 5, 6, 7
+LOCK_SH, LOCK_EX, LOCK_NB, LOCK_UN = 1, 2, 4, 8
+LOCK_POLL_MAX_S = 0.5      # a blocking lock asks the server again at most this far apart
+HIDDEN_PREFIX = ".fuse_hidden"   # libfuse's name for an open file that lost its name
 
 _TYPE_BITS = {FileType.REGULAR: stat.S_IFREG, FileType.DIRECTORY: stat.S_IFDIR,
               FileType.SYMLINK: stat.S_IFLNK, FileType.FIFO: stat.S_IFIFO,
@@ -54,17 +70,22 @@ def _split(path: str) -> tuple[bytes, bytes]:
 
 
 class MetaFs(mfusepy.Operations):
-    use_ns = True       # mfusepy: times are integer nanoseconds
+    use_ns = True           # mfusepy: times are integer nanoseconds
 
-    def __init__(self, client: Client, data: FileData) -> None:
+    def __init__(self, client: Client, data: FileData, session: ClientSession) -> None:
         self.client = client
         self.data = data
+        self.session = session
         self._handles: dict[int, int] = {}      # handle -> inode
+        self._hidden: dict[str, int] = {}       # libfuse's hidden name -> the inode held
         self._next_handle = itertools.count(1)
         self._lock = threading.Lock()
 
     # --- helpers --------------------------------------------------------------------------
     def _ino(self, path: str) -> int:
+        held = self._hidden.get(os.path.basename(path))
+        if held is not None:
+            return held
         return self.client.resolve(os.fsencode(path)).ino
 
     def _parent(self, path: str) -> tuple[int, bytes]:
@@ -90,8 +111,11 @@ class MetaFs(mfusepy.Operations):
 
     # --- attributes -----------------------------------------------------------------------
     def getattr(self, path, fh=None):
-        if fh is not None and fh in self._handles:
+        if fh in self._handles:
             return stat_of(self.client.getattr(self._handles[fh]))
+        held = self._hidden.get(os.path.basename(path))
+        if held is not None:
+            return stat_of(self.client.getattr(held))
         return stat_of(self.client.resolve(os.fsencode(path)).attr)
 
     def chmod(self, path, mode):
@@ -130,6 +154,10 @@ class MetaFs(mfusepy.Operations):
         self.client.mkdir(parent, name, mode & 0o7777, uid, gid)
 
     def unlink(self, path):
+        held = self._hidden.pop(os.path.basename(path), None)
+        if held is not None:        # the last close of an open-unlinked file
+            self.client.release_inode(self.session.id, held)
+            return
         self.client.unlink(*self._parent(path))
 
     def rmdir(self, path):
@@ -148,8 +176,18 @@ class MetaFs(mfusepy.Operations):
 
     def rename(self, old, new, flags=0):
         parent, name = self._parent(old)
+        if os.path.basename(new).startswith(HIDDEN_PREFIX) and not flags:
+            self._hide(parent, name, os.path.basename(new))
+            return
         new_parent, new_name = self._parent(new)
         self.client.rename(parent, name, new_parent, new_name, RenameFlags(flags))
+
+    def _hide(self, parent: int, name: bytes, hidden: str) -> None:
+        """libfuse hides a file open here that loses its name: hold it, then unlink."""
+        ino = self.client.lookup(parent, name).ino
+        self.client.hold_inode(self.session.id, ino)
+        self.client.unlink(parent, name)
+        self._hidden[hidden] = ino
 
     # --- files ----------------------------------------------------------------------------
     def create(self, path, mode, flags=0):
@@ -174,9 +212,51 @@ class MetaFs(mfusepy.Operations):
     def fsync(self, path, datasync, fh):
         return 0
 
-    def release(self, path, fh):
+    def release(self, path, fh, flock_owner=None):
+        """The last close of an open file; `flock_owner`: its flock goes too."""
+        if flock_owner is not None:
+            self._set_lock(self._handle_ino(fh), flock_owner, F_UNLCK, 0, 0, flock=True,
+                           pid=0, wait=False)
         with self._lock:
             self._handles.pop(fh, None)
+        return 0
+
+    # --- locks (held in the server, under this mount's session) --------------------------
+    def _set_lock(self, ino: int, owner: int, type_: int, start: int, end: int, *,
+                  flock: bool, pid: int, wait: bool) -> None:
+        """One lock, asking the server again until it is free when `wait`."""
+        pause = 0.01
+        while True:
+            try:
+                self.client.set_lock(self.session.id, ino, owner, type_, start, end,
+                                     flock=flock, pid=pid)
+                return
+            except PermissionError:     # another owner's lock is in the way
+                if not wait or self.session.closing:
+                    raise mfusepy.FuseOSError(errno.EAGAIN) from None
+            time.sleep(pause)
+            pause = min(pause * 2, LOCK_POLL_MAX_S)
+
+    def flock(self, fh, owner, op):
+        type_ = F_UNLCK if op & LOCK_UN else F_WRLCK if op & LOCK_EX else F_RDLCK
+        self._set_lock(self._handle_ino(fh), owner, type_, 0, 0, flock=True, pid=0,
+                       wait=not op & LOCK_NB)
+
+    def lock(self, fh, owner, cmd, lk):
+        """POSIX locks; `lk` is the struct flock (l_whence is SEEK_SET by now)."""
+        ino = self._handle_ino(fh)
+        end = lk.l_start + lk.l_len if lk.l_len > 0 else 0
+        if cmd == F_GETLK:
+            type_, start, lock_end, pid = self.client.get_lock(
+                self.session.id, ino, owner, lk.l_type, lk.l_start, end)
+            lk.l_type = type_
+            if type_ != F_UNLCK:
+                lk.l_start, lk.l_len, lk.l_pid = start, lock_end - start if lock_end else 0, pid
+            return 0
+        if cmd not in (F_SETLK, F_SETLKW):
+            raise mfusepy.FuseOSError(errno.EINVAL)
+        self._set_lock(ino, owner, lk.l_type, lk.l_start, end, flock=False, pid=lk.l_pid,
+                       wait=cmd == F_SETLKW)
         return 0
 
     # --- directories ----------------------------------------------------------------------
@@ -214,6 +294,9 @@ class MetaFs(mfusepy.Operations):
         self.client.removexattr(self._ino(path), name)
 
     # --- the file system ------------------------------------------------------------------
+    def destroy(self, path):
+        self.session.close()
+
     def statfs(self, path):
         s = self.client.statfs()
         free_bytes = max(s.total_bytes - s.used_bytes, 0)

@@ -1,6 +1,6 @@
 """Running libfuse over MetaFs: the mount options, and the few callbacks whose
 mfusepy wrappers drop what metafs needs (readdirplus attributes, UTIME_NOW/OMIT,
-renameat2 flags)."""
+renameat2 flags, lock owners)."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from metaserver.client import Client, RetryPolicy
 from metaserver.fuse.filedata import FileData
 from metaserver.fuse.fs import NOW, MetaFs
 from metaserver.fuse.objects import ObjectStore
+from metaserver.fuse.session import ClientSession
 
 FUSE_READDIR_PLUS = 1           # fuse_readdir_flags: the kernel asked for readdirplus
 FUSE_FILL_DIR_PLUS = 2          # fuse_fill_dir_flags: this entry carries its attributes
@@ -40,6 +41,7 @@ class MountOptions:
     timeout: float = 30.0           # one attempt of one call, seconds
     token: str | None = None
     debug: bool = False
+    session_ttl: float = 30.0       # seconds a dead mount's locks and holds outlive it
 
 
 class MetaFuse(mfusepy.FUSE):
@@ -75,6 +77,18 @@ class MetaFuse(mfusepy.FUSE):
             times = (_time(buf.contents.actime), _time(buf.contents.modtime))
         return self.operations.utimens(path.decode(self.encoding, self.errors), *times)
 
+    def flock(self, path, fip, op):
+        return self.operations.flock(fip.contents.fh, fip.contents.lock_owner, op)
+
+    def lock(self, path, fip, cmd, lock):
+        return self.operations.lock(fip.contents.fh, fip.contents.lock_owner, cmd,
+                                    lock.contents)
+
+    def release(self, path, fip):
+        # The kernel asks the last close of a flock()ed file to drop its flock here.
+        fi = fip.contents
+        return self.operations.release(None, fi.fh, fi.lock_owner if fi.flock_release else None)
+
     def rename_fuse_3(self, old, new, flags):
         return self.operations.rename(old.decode(self.encoding, self.errors),
                                       new.decode(self.encoding, self.errors), flags)
@@ -97,15 +111,19 @@ def run(options: MountOptions) -> None:
         with Client(options.server, timeout=5, retry=RetryPolicy(attempts=1),
                     token=options.token) as probe:
             probe.statfs()
-        fs = MetaFs(client, FileData(client, ObjectStore(options.data_dir)))
+        session = ClientSession(client, options.session_ttl).start()
+        fs = MetaFs(client, FileData(client, ObjectStore(options.data_dir)), session)
         fuse_options = dict(
             foreground=True, fsname=f"metafs:{options.server}", subtype="metafs",
-            default_permissions=True, use_ino=True, hard_remove=False,
+            default_permissions=True, use_ino=True,
+            hard_remove=False,  # libfuse hides open files that lose their name (fs.py)
             attr_timeout=options.attr_timeout, entry_timeout=options.entry_timeout,
             negative_timeout=options.negative_timeout, ro=options.read_only,
             debug=options.debug)
-        log.info("mounting %s on %s", options.server,
-                                         options.mountpoint)
-        MetaFuse(fs, options.mountpoint, **fuse_options)
+        log.info("mounting %s on %s", options.server, options.mountpoint)
+        try:
+            MetaFuse(fs, options.mountpoint, **fuse_options)
+        finally:
+            session.close()
     finally:
         client.close()

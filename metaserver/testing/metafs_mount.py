@@ -13,6 +13,14 @@ import time
 METAFS = os.path.join(os.path.dirname(sys.executable), "metafs")
 
 
+def mounted(path: str) -> bool:
+    """Whether a file system is mounted at `path` (also a dead FUSE mount, on which
+    os.path.ismount fails with ENOTCONN)."""
+    path = os.path.realpath(path)
+    with open("/proc/self/mounts") as mounts:
+        return any(line.split()[1] == path for line in mounts)
+
+
 def fuse_missing() -> str | None:
     """Why metafs cannot mount here, or None."""
     if not os.path.exists("/dev/fuse"):
@@ -49,8 +57,9 @@ class MetafsMount:
         return self
 
     def stop(self) -> None:
-        """Unmount (lazily if busy) and reap the process; kill it, by PID, if it lingers."""
-        if os.path.ismount(self.mountpoint):
+        """Unmount (lazily if busy or dead) and reap the process; kill it, by PID, if it
+        lingers."""
+        if mounted(self.mountpoint):
             if subprocess.run(["fusermount3", "-u", self.mountpoint],
                               capture_output=True).returncode != 0:
                 subprocess.run(["fusermount3", "-u", "-z", self.mountpoint], capture_output=True)
@@ -60,6 +69,12 @@ class MetafsMount:
             except subprocess.TimeoutExpired:
                 self.proc.send_signal(signal.SIGKILL)
                 self.proc.wait(10)
+
+    def kill(self) -> None:
+        """kill -9 the mount's process, by PID (the mount stays, dead, until stop())."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(10)
 
     def __enter__(self) -> MetafsMount:
         return self.start()
