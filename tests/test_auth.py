@@ -346,3 +346,19 @@ def _exists(client: Client, path: bytes) -> bool:
     except FileNotFoundError:
         return False
     return True
+
+
+def test_metabench_takes_a_token(server, store, tmp_path, capsys, monkeypatch):
+    from metabench import cli
+    monkeypatch.delenv("METASERVER_TOKEN", raising=False)
+    monkeypatch.delenv("METASERVER_TOKEN_FILE", raising=False)
+    _, tokens = store
+    token_file = tmp_path / "token"
+    token_file.write_text(tokens[Role.WRITE] + "\n")
+    argv = ["-n", "20", "-F", "--server", server.address]
+    assert cli.main([*argv, "--token-file", str(token_file)]) == 0
+    assert cli.main([*argv, "--token", tokens[Role.WRITE]]) == 0
+    assert cli.main([*argv, "--token", tokens[Role.READ]]) != 0     # cannot create
+    capsys.readouterr()
+    assert cli.main(argv) == 2                                        # no token at all
+    assert "refused: /metaserver.v1.Metadata/Echo needs a token" in capsys.readouterr().err

@@ -24,6 +24,9 @@ def _probe(c: Config) -> None:
                     retry=RetryPolicy(attempts=1), token=c.token or None) as client:
             try:
                 client.echo(b"")
+            except PermissionError as exc:      # reached, but the token is refused
+                raise ConfigError(f"the metaserver at {c.server} refused: "
+                                  f"{exc.strerror}") from None
             except OSError as exc:
                 raise ConfigError(f"cannot reach a metaserver at {c.server}: "
                                   f"{exc.strerror}") from None

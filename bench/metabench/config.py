@@ -130,6 +130,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=non_negative(float), default=30.0, help="seconds per call")
     p.add_argument("--token", default="", metavar="TOKEN",
                    help="bearer token for --server (default: $METASERVER_TOKEN)")
+    p.add_argument("--token-file", default="", metavar="FILE",
+                   help="file holding the token (default: $METASERVER_TOKEN_FILE)")
     return p
 
 
@@ -144,6 +146,16 @@ def parse_baselines(text: str) -> tuple[Baseline, ...]:
         else:
             raise ConfigError(f"unknown baseline {part!r} (expected echo, raw or localfs:PATH)")
     return tuple(out)
+
+
+def _token(a: argparse.Namespace) -> str:
+    """--token, else the first line of --token-file; empty: the client's own default."""
+    from metaserver.channel import Credentials, CredentialsError
+    try:
+        return Credentials.resolve(a.token or None, a.token_file or None).token \
+            if a.token or a.token_file else ""
+    except CredentialsError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def from_args(argv: list[str]) -> Config:
@@ -172,7 +184,7 @@ def from_args(argv: list[str]) -> Config:
         server=a.server or ("" if a.meta_url else
                             os.environ.get("METASERVER_ADDRESS", DEFAULT_SERVER)),
         baselines=parse_baselines(a.baseline), raw_url=a.raw_url, json=a.json, plot=a.plot,
-        preset=preset, timeout=a.timeout, token=a.token)
+        preset=preset, timeout=a.timeout, token=_token(a))
     validate(config)
     return config
 
