@@ -12,6 +12,7 @@ import logging
 import sys
 
 import typer
+from pythonjsonlogger.json import JsonFormatter
 
 from engines import is_ephemeral, open_engine, redact_url
 from engines.contract import EngineError
@@ -22,6 +23,7 @@ from metaserver.service import ConfigError, ServerConfig, load_config, serve
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
+TEXT_LOG_FORMAT = "%(asctime)s %(levelname)s %(message)s"
 
 app = typer.Typer(add_completion=False,
                   help="Transactional metadata engine for distributed file systems.")
@@ -117,6 +119,12 @@ def serve_command(
         "they are written to a rollback file first."),
     rollback_dir: str | None = typer.Option(
         None, "--rollback-dir", help="Where rollback files go (default: DATA_DIR-rollback)."),
+    log_level: str | None = typer.Option(
+        None, "--log-level", metavar="LEVEL",
+        help="debug, info, warning or error (default: info)."),
+    log_format: str | None = typer.Option(
+        None, "--log-format", metavar="FORMAT",
+        help="text, or json: one JSON object per line (default: text)."),
     tls_cert: str | None = typer.Option(
         None, "--tls-cert", metavar="PEM", help="Serve TLS with this certificate chain."),
     tls_key: str | None = typer.Option(None, "--tls-key", metavar="PEM",
@@ -166,13 +174,24 @@ def serve_command(
                                 follow_tls_key=follow_tls_key,
                                 client_ops_per_s=client_ops_per_s,
                                 client_max_concurrent=client_max_concurrent,
-                                max_concurrent_calls=max_concurrent_calls)
+                                max_concurrent_calls=max_concurrent_calls,
+                                log_level=log_level, log_format=log_format)
+    _configure_logging(server_config.log_level, server_config.log_format)
     raise typer.Exit(serve(server_config))
 
 
+def _configure_logging(level: str, form: str) -> None:
+    """The root logger's one handler, on stderr, in the configured format and level."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter("%(asctime)s %(levelname)s %(name)s %(message)s")
+                         if form == "json" else logging.Formatter(TEXT_LOG_FORMAT))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+
+
 def main() -> None:
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(message)s")
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format=TEXT_LOG_FORMAT)
     try:
         code = app(standalone_mode=False)
     except typer.TyperException as exc:     # usage errors: one line instead of a screen

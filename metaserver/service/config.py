@@ -17,6 +17,8 @@ from engines import BadEngineUrl, check_engine_url, redact_url
 DEFAULT_DATA_DIR = "./metaserver-data"
 # The engine URL when neither a flag nor the config file gives one (metactl reads it too).
 META_URL_ENV = "METASERVER_META_URL"
+LOG_LEVELS = ("debug", "info", "warning", "error")
+LOG_FORMATS = ("text", "json")
 
 
 class ConfigError(ValueError):
@@ -39,6 +41,8 @@ class ServerConfig:
     health_listen: str = ""              # HOST:PORT serving only gRPC health, in plaintext
                                          # (probes that cannot speak TLS); empty: off
     max_message_mb: int = 64             # largest gRPC request or reply
+    log_level: str = "info"              # debug, info, warning or error
+    log_format: str = "text"             # text, or json: one object per line
     follow: str = ""                     # HOST:PORT of a primary to follow; empty: primary
     rejoin: bool = False                 # follow even if records after the fork point must
                                          # go (kept in a rollback file first)
@@ -87,6 +91,12 @@ class ServerConfig:
                      "client_ops_per_s", "client_max_concurrent", "max_concurrent_calls"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must not be negative")
+        if self.log_level not in LOG_LEVELS:
+            raise ConfigError(f"log_level must be one of {', '.join(LOG_LEVELS)}, "
+                              f"not {self.log_level!r}")
+        if self.log_format not in LOG_FORMATS:
+            raise ConfigError(f"log_format must be one of {', '.join(LOG_FORMATS)}, "
+                              f"not {self.log_format!r}")
         if bool(self.tls_cert) != bool(self.tls_key):
             raise ConfigError("tls_cert and tls_key go together")
         if self.tls_client_ca and not self.tls_cert:
