@@ -121,6 +121,25 @@ def test_git_init_add_commit_on_the_mount(primary, tmp_path, data_dir, tree):
 
 
 @needs_fuse
+def test_own_renames_and_rmdirs_are_seen_at_once_with_caches_on(primary, tmp_path, data_dir):
+    """The mount's name cache (directory inodes by path) forgets what it renames or
+    removes: a new directory under an old name is a new directory."""
+    with mount(primary.address, tmp_path, "a", data_dir) as a:
+        root = f"{a.mountpoint}/cached"
+        os.makedirs(f"{root}/d/sub")
+        open(f"{root}/d/sub/one", "w").close()
+        os.rename(f"{root}/d", f"{root}/e")
+        os.makedirs(f"{root}/d/sub")
+        open(f"{root}/d/sub/two", "w").close()
+        assert os.listdir(f"{root}/e/sub") == ["one"]
+        assert os.listdir(f"{root}/d/sub") == ["two"]
+        shutil.rmtree(f"{root}/d")
+        os.makedirs(f"{root}/d/sub")
+        assert os.listdir(f"{root}/d/sub") == []
+        shutil.rmtree(root)
+
+
+@needs_fuse
 def test_concurrent_renames_from_two_mounts(primary, tmp_path, data_dir):
     """Two mounts race to rename the same files: each file moves exactly once."""
     count = 60

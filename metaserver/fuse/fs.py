@@ -29,6 +29,7 @@ import mfusepy
 
 from metaserver.client import Client
 from metaserver.fuse.filedata import FileData
+from metaserver.fuse.namecache import NameCache
 from metaserver.fuse.session import ClientSession
 from metaserver.types import Attr, FileType, RenameFlags
 
@@ -72,10 +73,12 @@ def _split(path: str) -> tuple[bytes, bytes]:
 class MetaFs(mfusepy.Operations):
     use_ns = True           # mfusepy: times are integer nanoseconds
 
-    def __init__(self, client: Client, data: FileData, session: ClientSession) -> None:
+    def __init__(self, client: Client, data: FileData, session: ClientSession,
+                 names: NameCache) -> None:
         self.client = client
         self.data = data
         self.session = session
+        self.names = names
         self._handles: dict[int, int] = {}      # handle -> inode
         self._hidden: dict[str, int] = {}       # libfuse's hidden name -> the inode held
         self._next_handle = itertools.count(1)
@@ -86,11 +89,18 @@ class MetaFs(mfusepy.Operations):
         held = self._hidden.get(os.path.basename(path))
         if held is not None:
             return held
-        return self.client.resolve(os.fsencode(path)).ino
+        made = self.names.take_new(path)    # about to change: not fresh after this
+        return (made and made.ino) or self.names.dir_ino(path) or \
+            self.client.resolve(os.fsencode(path)).ino
 
     def _parent(self, path: str) -> tuple[int, bytes]:
         parent, name = _split(path)
-        return self.client.resolve(parent).ino, name
+        parent_path = os.fsdecode(parent)
+        ino = self.names.dir_ino(parent_path)
+        if ino is None:
+            ino = self.client.resolve(parent).ino
+            self.names.remember_dir(parent_path, ino)
+        return ino, name
 
     def _open_handle(self, ino: int) -> int:
         with self._lock:
@@ -116,7 +126,10 @@ class MetaFs(mfusepy.Operations):
         held = self._hidden.get(os.path.basename(path))
         if held is not None:
             return stat_of(self.client.getattr(held))
-        return stat_of(self.client.resolve(os.fsencode(path)).attr)
+        attr = self.names.take_new(path) or self.client.resolve(os.fsencode(path)).attr
+        if attr.is_dir:
+            self.names.remember_dir(path, attr.ino)
+        return stat_of(attr)
 
     def chmod(self, path, mode):
         self.client.setattr(self._ino(path), mode=mode & 0o7777)
@@ -146,33 +159,39 @@ class MetaFs(mfusepy.Operations):
         if type_ is None or type_ in (FileType.DIRECTORY, FileType.SYMLINK):
             raise mfusepy.FuseOSError(errno.EINVAL)
         uid, gid = self._caller()
-        self.client.mknod(parent, name, type_, mode & 0o7777, uid, gid, dev)
+        self.names.remember_new(path, self.client.mknod(parent, name, type_, mode & 0o7777,
+                                                        uid, gid, dev).attr)
 
     def mkdir(self, path, mode):
         parent, name = self._parent(path)
         uid, gid = self._caller()
-        self.client.mkdir(parent, name, mode & 0o7777, uid, gid)
+        made = self.client.mkdir(parent, name, mode & 0o7777, uid, gid)
+        self.names.remember_new(path, made.attr)
+        self.names.remember_dir(path, made.ino)
 
     def unlink(self, path):
         held = self._hidden.pop(os.path.basename(path), None)
         if held is not None:        # the last close of an open-unlinked file
             self.client.release_inode(self.session.id, held)
             return
+        self.names.take_new(path)
         self.client.unlink(*self._parent(path))
 
     def rmdir(self, path):
+        self.names.forget_under(path)
         self.client.rmdir(*self._parent(path))
 
     def symlink(self, target, source):
         """mfusepy's names: `target` is the new link, `source` what it points to."""
         parent, name = self._parent(target)
         uid, gid = self._caller()
-        self.client.symlink(parent, name, os.fsencode(source), uid, gid)
+        self.names.remember_new(target, self.client.symlink(parent, name, os.fsencode(source),
+                                                            uid, gid).attr)
 
     def link(self, target, source):
         """A new name `target` for the file at `source`."""
         parent, name = self._parent(target)
-        self.client.link(self._ino(source), parent, name)
+        self.names.remember_new(target, self.client.link(self._ino(source), parent, name).attr)
 
     def rename(self, old, new, flags=0):
         parent, name = self._parent(old)
@@ -180,6 +199,8 @@ class MetaFs(mfusepy.Operations):
             self._hide(parent, name, os.path.basename(new))
             return
         new_parent, new_name = self._parent(new)
+        self.names.forget_under(old)
+        self.names.forget_under(new)
         self.client.rename(parent, name, new_parent, new_name, RenameFlags(flags))
 
     def _hide(self, parent: int, name: bytes, hidden: str) -> None:
@@ -193,7 +214,9 @@ class MetaFs(mfusepy.Operations):
     def create(self, path, mode, flags=0):
         parent, name = self._parent(path)
         uid, gid = self._caller()
-        return self._open_handle(self.client.create(parent, name, mode & 0o7777, uid, gid).ino)
+        made = self.client.create(parent, name, mode & 0o7777, uid, gid)
+        self.names.remember_new(path, made.attr)
+        return self._open_handle(made.ino)
 
     def open(self, path, flags):
         return self._open_handle(self._ino(path))

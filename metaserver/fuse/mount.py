@@ -13,6 +13,7 @@ import mfusepy
 from metaserver.client import Client, RetryPolicy
 from metaserver.fuse.filedata import FileData
 from metaserver.fuse.fs import NOW, MetaFs
+from metaserver.fuse.namecache import NameCache
 from metaserver.fuse.objects import ObjectStore
 from metaserver.fuse.session import ClientSession
 
@@ -112,7 +113,8 @@ def run(options: MountOptions) -> None:
                     token=options.token) as probe:
             probe.statfs()
         session = ClientSession(client, options.session_ttl).start()
-        fs = MetaFs(client, FileData(client, ObjectStore(options.data_dir)), session)
+        fs = MetaFs(client, FileData(client, ObjectStore(options.data_dir)), session,
+                    NameCache(options.entry_timeout))
         fuse_options = dict(
             foreground=True, fsname=f"metafs:{options.server}", subtype="metafs",
             default_permissions=True, use_ino=True,
