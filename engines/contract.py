@@ -14,6 +14,8 @@ it; ``OutOfCluster`` at once.
 from __future__ import annotations
 
 import abc
+import threading
+import time
 from collections.abc import Iterator, Sequence
 
 # Keys starting with this byte belong to the engine layer, not the namespace.
@@ -143,6 +145,12 @@ class Engine(abc.ABC):
     def last_seq(self) -> int:
         """The newest committed change sequence (0 when none)."""
 
+    def wait_for_commit(self, after_seq: int, timeout: float) -> int:
+        """The newest change sequence as soon as it is past `after_seq`, or once
+        `timeout` seconds pass. This default looks again at growing intervals (commits
+        may come from other processes); drivers wake at once on their own commits."""
+        return poll_for_commit(self, None, after_seq, timeout)
+
     @abc.abstractmethod
     def trim_changes(self, keep: int) -> int:
         """Drop all but the newest ``keep`` change records; returns how many were dropped."""
@@ -158,3 +166,44 @@ class Engine(abc.ABC):
     def disk_usage(self) -> int | None:
         """Bytes the engine occupies on disk, when it can tell."""
         return None
+
+
+FIRST_POLL_S, MAX_POLL_S = 0.005, 0.1      # waiting for other processes' commits
+
+
+class CommitSignal:
+    """Wakes the threads waiting for a commit when this process makes one."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._newest = 0
+
+    def committed(self, seq: int | None) -> None:
+        if seq is None:
+            return
+        with self._cond:
+            if seq > self._newest:
+                self._newest = seq
+                self._cond.notify_all()
+
+    def wait(self, after_seq: int, timeout: float) -> None:
+        with self._cond:
+            self._cond.wait_for(lambda: self._newest > after_seq, timeout)
+
+
+def poll_for_commit(engine: Engine, signal: CommitSignal | None, after_seq: int,
+                    timeout: float) -> int:
+    """Engine.wait_for_commit for a store other processes also commit to: look at
+    intervals growing while nothing comes, and at once when this process commits."""
+    deadline = time.monotonic() + timeout
+    pause = FIRST_POLL_S
+    while True:
+        newest = engine.last_seq()
+        remaining = deadline - time.monotonic()
+        if newest > after_seq or remaining <= 0:
+            return newest
+        if signal is None:
+            time.sleep(min(pause, remaining))
+        else:
+            signal.wait(after_seq, min(pause, remaining))
+        pause = min(pause * 2, MAX_POLL_S)

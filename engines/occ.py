@@ -56,6 +56,7 @@ class OccEngine(Engine):
     def __init__(self, url: str) -> None:
         self.url = url
         self._commit_lock = threading.Lock()
+        self._committed = threading.Condition(self._commit_lock)   # _version moved
         self._version = 0            # newest applied (visible) version == change seq
         self._history: deque[tuple[int, frozenset[bytes]]] = deque()
         self._active: Counter[int] = Counter()
@@ -98,6 +99,12 @@ class OccEngine(Engine):
 
     def last_seq(self) -> int:
         return self._version
+
+    def wait_for_commit(self, after_seq: int, timeout: float) -> int:
+        """Every commit passes through this process: sleep until one comes."""
+        with self._committed:
+            self._committed.wait_for(lambda: self._version > after_seq, timeout)
+            return self._version
 
     def active_transactions(self) -> int:
         with self._commit_lock:
@@ -154,6 +161,7 @@ class OccEngine(Engine):
                     self._apply(writes)
                     self._version = version
                     self._history.append((version, frozenset(txn.writes)))
+                    self._committed.notify_all()
             finally:
                 self._finish(txn.start)
         if wait_durable:

@@ -62,6 +62,7 @@ from engines import NotFormatted
 from engines.contract import (
     CHANGELOG_END,
     CHANGELOG_PREFIX,
+    CommitSignal,
     CommitUnknown,
     Engine,
     EngineError,
@@ -71,6 +72,7 @@ from engines.contract import (
     TxnConflict,
     changelog_key,
     changelog_seq,
+    poll_for_commit,
 )
 from engines.occ import (SEQ_KEY, OccTxn, OpenTransactions, check_change_log, check_conflicts,
                          decode_seq, log_commit, trim_span)
@@ -268,6 +270,7 @@ class SqlEngine(Engine):
             _galera_causal_reads(self._sa)
         self._upsert = _upsert(self._dialect)
         self._group = _GroupCommit(self._commit_batch)
+        self._commits = CommitSignal()
         self._open_txns = OpenTransactions()
         try:
             self._init_table(create)
@@ -354,7 +357,9 @@ class SqlEngine(Engine):
             if not txn.writes:
                 return None
             _end(conn)      # the snapshot; nothing was written in it
-            return self._group.commit(_Pending(txn, header), conn)
+            seq = self._group.commit(_Pending(txn, header), conn)
+        self._commits.committed(seq)
+        return seq
 
     def _commit_batch(self, batch: list[_Pending], conn: sa.Connection) -> None:
         """One write transaction for the commits of many threads: they validate in
@@ -398,6 +403,9 @@ class SqlEngine(Engine):
         conn, seq = self._connect()
         _close(conn)
         return seq
+
+    def wait_for_commit(self, after_seq: int, timeout: float) -> int:
+        return poll_for_commit(self, self._commits, after_seq, timeout)
 
     def trim_changes(self, keep: int) -> int:
         """Deletes in chunks, each its own short transaction under the sequence lock."""

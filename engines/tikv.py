@@ -39,6 +39,7 @@ from engines import NotFormatted
 from engines.contract import (
     CHANGELOG_END,
     CHANGELOG_PREFIX,
+    CommitSignal,
     CommitUnknown,
     Engine,
     EngineError,
@@ -47,6 +48,7 @@ from engines.contract import (
     TxnConflict,
     changelog_key,
     changelog_seq,
+    poll_for_commit,
 )
 from engines.occ import (SEQ_KEY, OccTxn, OpenTransactions, check_change_log, decode_seq, log_commit,
                          trim_span)
@@ -138,6 +140,7 @@ class TikvEngine(Engine):
                                     "(pip install 'metaserver[tikv]')") from exc
         self._loop = _Loop()
         self._open_txns = OpenTransactions()
+        self._commits = CommitSignal()
         try:
             self._client = self._loop.run(
                 lambda: tikv.TransactionClient.connect(parts.netloc.split(",")))
@@ -217,6 +220,7 @@ class TikvEngine(Engine):
             self._rollback(tikv_txn)
             raise
         run(tikv_txn.commit, committing=True)
+        self._commits.committed(seq)
         return seq
 
     def snapshot_scan(self, start: bytes, end: bytes) -> tuple[int, Iterator[tuple[bytes, bytes]]]:
@@ -228,6 +232,9 @@ class TikvEngine(Engine):
 
     def last_seq(self) -> int:
         return decode_seq(_Reader(self, self._snapshot()).get(SEQ_KEY))
+
+    def wait_for_commit(self, after_seq: int, timeout: float) -> int:
+        return poll_for_commit(self, self._commits, after_seq, timeout)
 
     def trim_changes(self, keep: int) -> int:
         dropped = 0

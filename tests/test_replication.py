@@ -8,6 +8,7 @@ import os
 import pathlib
 import sys
 import threading
+import time
 
 import grpc
 import pytest
@@ -133,6 +134,44 @@ def test_a_follower_read_during_an_apply_names_a_range_that_holds_what_it_saw(
     finally:
         read_done.set()
         follower.stop()
+
+
+@pytest.mark.parametrize("meta_url", ["memory://", "sqlite"])
+def test_an_idle_stream_waits_for_commits_instead_of_reading_the_log(meta_url, tmp_path,
+                                                                       monkeypatch):
+    """A caught-up stream reads the log again when something commits (or to send a
+    heartbeat), not every few milliseconds; a commit still reaches it at once."""
+    if meta_url == "sqlite":
+        meta_url = format_url(f"sqlite:///{tmp_path}/kv.sqlite")
+    srv = start(ServerConfig(meta_url=meta_url, listen="127.0.0.1:0", changelog_keep=1000))
+    reads = []
+    read_changes = replication.read_changes
+    monkeypatch.setattr(replication, "read_changes",
+                        lambda *a, **k: reads.append(1) or read_changes(*a, **k))
+    try:
+        with Client(srv.address) as c:
+            c.mkdir(ROOT_INO, "before")
+        with grpc.insecure_channel(srv.address) as channel:
+            stream = replication_pb2_grpc.ReplicationStub(channel).Stream(
+                rpb.StreamRequest(from_seq=1, epoch=1), timeout=30)
+            while not next(stream).records:
+                pass
+            reads.clear()
+            idle_until, beats = time.monotonic() + 1.5, 0
+            while time.monotonic() < idle_until:
+                assert not next(stream).records
+                beats += 1
+            assert beats <= 4 and len(reads) <= beats + 1, (beats, len(reads))
+            with Client(srv.address) as c:
+                c.mkdir(ROOT_INO, "after")
+            batch = next(stream)
+            while not batch.records:        # a heartbeat already on its way
+                batch = next(stream)
+            assert [changelog.decode(r).seq for r in batch.records] == [
+                srv.engine.last_seq()]
+            stream.cancel()
+    finally:
+        srv.stop()
 
 
 def test_link_faults_forwarded_writes_and_request_id_retry(primary):

@@ -55,7 +55,6 @@ MIN_SEQ_KEY = "metaserver-min-seq"
 EPOCH_HEADER = "metaserver-epoch"
 STREAM_RECORDS = 2000             # records per ChangeBatch at most
 STREAM_BYTES = 4 << 20
-POLL_S = 0.005                    # how often an idle stream looks for new records
 HEARTBEAT_S = 0.5
 LINK_TIMEOUT_S = 3.0              # silence after which the follower calls the link down
 FORWARD_TIMEOUT_S = 10.0
@@ -601,11 +600,11 @@ class ReplicationServicer(replication_pb2_grpc.ReplicationServicer):
                           f"is not in this primary's log (epoch {node.state.epoch})")
         engine, epoch = node.engine, node.state.epoch
         next_seq, beat = max(request.from_seq, 1), 0.0
+        newest = engine.last_seq()
         while context.is_active():
-            newest = engine.last_seq()
             try:
                 records = replication.read_changes(engine, next_seq, STREAM_RECORDS,
-                                                   STREAM_BYTES)
+                                                   STREAM_BYTES) if newest >= next_seq else []
             except PositionGone as exc:
                 context.abort(grpc.StatusCode.OUT_OF_RANGE, str(exc))
             now = time.monotonic()
@@ -615,8 +614,9 @@ class ReplicationServicer(replication_pb2_grpc.ReplicationServicer):
                                       records=records, primary_time_ns=time.time_ns(),
                                       superseded_by=node.state.superseded_by)
                 beat = now
-            if not records:
-                time.sleep(POLL_S)
+            # Woken by the next commit (at once on this process's own), or to beat.
+            newest = engine.wait_for_commit(next_seq - 1,
+                                            max(0.0, beat + HEARTBEAT_S - time.monotonic()))
 
     def Snapshot(self, request: rpb.SnapshotRequest, context: grpc.ServicerContext):
         self._check_primary(context)
