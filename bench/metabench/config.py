@@ -128,6 +128,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--json", default="", metavar="FILE")
     p.add_argument("--plot", default="", metavar="FILE.png")
     p.add_argument("--timeout", type=non_negative(float), default=30.0, help="seconds per call")
+    p.add_argument("--version", action="version", version=f"metabench {_version()}")
     p.add_argument("--token", default="", metavar="TOKEN",
                    help="bearer token for --server (default: $METASERVER_TOKEN)")
     p.add_argument("--token-file", default="", metavar="FILE",
@@ -146,6 +147,11 @@ def parse_baselines(text: str) -> tuple[Baseline, ...]:
         else:
             raise ConfigError(f"unknown baseline {part!r} (expected echo, raw or localfs:PATH)")
     return tuple(out)
+
+
+def _version() -> str:
+    from metaserver import __version__
+    return __version__
 
 
 def _token(a: argparse.Namespace) -> str:

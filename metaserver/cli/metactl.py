@@ -273,10 +273,63 @@ def stat_(ctx: typer.Context, path: str):
     """Show every attribute of a path (symlinks not followed)."""
     s = _session(ctx)
     with s.reporting(path):
-        a: Attr = s.resolve(path).attr
+        entry = s.resolve(path)
+        a: Attr = entry.attr
         typer.echo(f"path: {path}")
         for field in dataclasses.fields(a):
             typer.echo(f"{field.name}: {_stat_value(a, field.name)}")
+        if entry.type == FileType.SYMLINK:
+            typer.echo(f"target: {_show(s.client.readlink(entry.ino))}")
+
+
+def _each_inode(ctx: typer.Context, paths: list[str], change) -> None:
+    """change(client, ino) for each path in turn (symlinks not followed)."""
+    s = _session(ctx)
+    for path in paths:
+        with s.reporting(path):
+            change(s.client, s.resolve(path).ino)
+
+
+@app.command()
+def chmod(ctx: typer.Context, mode: str = typer.Argument(..., metavar="MODE",
+                                                          help="Octal, e.g. 755."),
+          paths: list[str] = typer.Argument(..., metavar="PATH...")):
+    """Set the permission bits of paths."""
+    try:
+        bits = int(mode, 8)
+    except ValueError:
+        bits = -1
+    if not 0 <= bits <= 0o7777:
+        _fail(mode, "MODE must be octal, 0 to 7777")
+    _each_inode(ctx, paths, lambda client, ino: client.setattr(ino, mode=bits))
+
+
+@app.command()
+def chown(ctx: typer.Context, owner: str = typer.Argument(..., metavar="UID[:GID]",
+                                                          help="Numeric; :GID alone too."),
+          paths: list[str] = typer.Argument(..., metavar="PATH...")):
+    """Set the owner and/or group of paths."""
+    uid_text, _, gid_text = owner.partition(":")
+    if not (uid_text or gid_text) or not all(t.isdigit() for t in (uid_text, gid_text) if t):
+        _fail(owner, "give UID, UID:GID or :GID, as numbers")
+    uid, gid = (int(t) if t else None for t in (uid_text, gid_text))
+    _each_inode(ctx, paths, lambda client, ino: client.setattr(ino, uid=uid, gid=gid))
+
+
+_SIZE_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+
+
+@app.command()
+def truncate(ctx: typer.Context,
+             size: str = typer.Option(..., "-s", "--size", metavar="SIZE",
+                                      help="Bytes, or with K, M, G, T (powers of 1024)."),
+             paths: list[str] = typer.Argument(..., metavar="PATH...")):
+    """Set the size of files (their data beyond it is no longer part of them)."""
+    number, unit = size.rstrip("KMGT"), size[len(size.rstrip("KMGT")):]
+    if not number.isdigit() or unit not in _SIZE_UNITS:
+        _fail(size, "SIZE must be a number of bytes, optionally with K, M, G or T")
+    length = int(number) * _SIZE_UNITS[unit]
+    _each_inode(ctx, paths, lambda client, ino: client.setattr(ino, size=length))
 
 
 @app.command()

@@ -1,0 +1,74 @@
+"""metactl chmod, chown, truncate and stat's symlink target, and --version on every
+CLI, run as an operator runs them, against an in-process server."""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import subprocess
+import sys
+
+import pytest
+
+from metaserver import __version__
+from metaserver.service.config import ServerConfig
+from metaserver.service.server import start
+
+BIN = pathlib.Path(sys.executable).parent
+
+
+@pytest.fixture(scope="module")
+def address():
+    srv = start(ServerConfig(meta_url="memory://", listen="127.0.0.1:0"))
+    yield srv.address
+    srv.stop()
+
+
+def _metactl(address: str, *args: str) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("METASERVER_TOKEN")}
+    return subprocess.run([str(BIN / "metactl"), "--server", address, *args],
+                          capture_output=True, text=True, timeout=60, env=env)
+
+
+def _stat(address: str, path: str) -> dict[str, str]:
+    result = _metactl(address, "stat", path)
+    assert result.returncode == 0, result.stderr
+    return dict(line.split(": ", 1) for line in result.stdout.splitlines())
+
+
+def test_chmod_chown_truncate(address):
+    assert _metactl(address, "touch", "/f", "/g").returncode == 0
+    assert _metactl(address, "chmod", "640", "/f", "/g").returncode == 0
+    assert _stat(address, "/f")["mode"].startswith("0640") and \
+        _stat(address, "/g")["mode"].startswith("0640")
+    assert _metactl(address, "chown", "1000:2000", "/f").returncode == 0
+    assert (_stat(address, "/f")["uid"], _stat(address, "/f")["gid"]) == ("1000", "2000")
+    assert _metactl(address, "chown", ":3000", "/f").returncode == 0
+    assert (_stat(address, "/f")["uid"], _stat(address, "/f")["gid"]) == ("1000", "3000")
+    assert _metactl(address, "truncate", "-s", "4K", "/f").returncode == 0
+    assert _stat(address, "/f")["size"] == "4096"
+
+
+@pytest.mark.parametrize("args, says", [
+    (("chmod", "rwx", "/f"), "metactl: rwx: MODE must be octal"),
+    (("chmod", "17777", "/f"), "metactl: 17777: MODE must be octal"),
+    (("chown", "bob", "/f"), "metactl: bob: give UID, UID:GID or :GID"),
+    (("truncate", "-s", "1X", "/f"), "metactl: 1X: SIZE must be a number"),
+    (("chmod", "644", "/missing"), "metactl: /missing: No such file or directory"),
+])
+def test_bad_arguments_are_one_line(address, args, says):
+    result = _metactl(address, *args)
+    assert result.returncode == 1 and result.stderr.count("\n") == 1, result.stderr
+    assert result.stderr.startswith(says), result.stderr
+
+
+def test_stat_shows_a_symlink_target(address):
+    assert _metactl(address, "ln", "-s", "some/where", "/link").returncode == 0
+    assert _stat(address, "/link")["target"] == "some/where"
+
+
+@pytest.mark.parametrize("tool", ["metactl", "metaserver", "metabench"])
+def test_every_cli_has_version(tool):
+    result = subprocess.run([str(BIN / tool), "--version"], capture_output=True, text=True,
+                            timeout=60)
+    assert (result.returncode, result.stdout) == (0, f"{tool} {__version__}\n")
