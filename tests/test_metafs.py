@@ -333,7 +333,7 @@ def test_a_killed_mounts_locks_and_held_inodes_end_with_its_session(tmp_path, da
 
 
 @needs_fuse
-def test_read_only_mount_of_a_follower(primary, tmp_path, data_dir):
+def test_mounts_of_a_follower_read_only_or_forwarding(primary, tmp_path, data_dir):
     follower = start(ServerConfig(meta_url="memory://", listen="127.0.0.1:0",
                                   follow=primary.address))
     try:
@@ -353,6 +353,12 @@ def test_read_only_mount_of_a_follower(primary, tmp_path, data_dir):
                 with pytest.raises(OSError) as refused:
                     os.unlink(note)
                 assert refused.value.errno == errno.EROFS
+            # Without --read-only, writes on a follower's mount are forwarded.
+            with mount(follower.address, tmp_path, "fw", data_dir, *NO_CACHE) as fw:
+                with open(f"{fw.mountpoint}/shared/forwarded", "w") as f:
+                    f.write("via the follower")
+                with open(f"{rw.mountpoint}/shared/forwarded") as f:
+                    assert f.read() == "via the follower"
             shutil.rmtree(f"{rw.mountpoint}/shared")
     finally:
         follower.stop()

@@ -107,8 +107,3 @@ class FileData:
             else:
                 out[a - lo:b - lo] = self.store.read(s.id, s.off + (a - s.pos), b - a)
         return bytes(out)
-
-    def forget(self, ino: int) -> None:
-        with self._lock:
-            for key in [k for k in self._writes if k[0] == ino]:
-                del self._writes[key]
