@@ -51,7 +51,7 @@ class Credentials:
         if not token:
             token_file = token_file or os.environ.get(TOKEN_FILE_ENV, "")
             token = os.environ.get(TOKEN_ENV, "") if not token_file else \
-                _read(token_file, "token file").decode().strip()
+                next(iter(_read(token_file, "token file").decode().split()), "")
         return cls(token=token or "", **{k: v for k, v in tls.items() if v is not None})
 
     @property

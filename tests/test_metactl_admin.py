@@ -72,3 +72,25 @@ def test_every_cli_has_version(tool):
     result = subprocess.run([str(BIN / tool), "--version"], capture_output=True, text=True,
                             timeout=60)
     assert (result.returncode, result.stdout) == (0, f"{tool} {__version__}\n")
+
+
+@pytest.mark.parametrize("argv", [["metactl"], ["metactl", "--bogus"], ["metactl", "mv", "/a"],
+                                  ["metactl", "token"], ["metaserver", "serve", "--bogus"]])
+def test_usage_errors_are_one_line_with_exit_2(argv):
+    result = subprocess.run([str(BIN / argv[0]), *argv[1:]], capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1 and result.stderr.startswith(f"{argv[0]}: ")
+    assert result.stderr.rstrip().endswith(f"(see {argv[0]} --help)")
+
+
+@pytest.mark.parametrize("argv", [["metactl"], ["metactl", "token", "create"],
+                                  ["metaserver", "serve"]])
+def test_help_has_no_type_labels_on_flags_and_shows_env_vars(argv):
+    result = subprocess.run([str(BIN / argv[0]), *argv[1:], "--help"], capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 0 and "<bool>" not in result.stdout
+    assert not [line for line in result.stdout.splitlines()
+                if line.lstrip().startswith("--") and "<" in line.split()[1]]
+    if argv == ["metactl"]:
+        assert "env var:" in result.stdout and "default: 127.0.0.1:7420" in result.stdout

@@ -46,11 +46,12 @@ from metaserver.v1 import server_pb2 as spb
 DEFAULT_SERVER = "127.0.0.1:7420"
 RM_PAGE = 1000
 
-app = typer.Typer(add_completion=False, no_args_is_help=True,
+app = typer.Typer(add_completion=False, rich_markup_mode=None,
                   help="Inspect and change the namespace of a metaserver.")
-xattr_app = typer.Typer(no_args_is_help=True, help="Extended attributes of a path.")
+xattr_app = typer.Typer(rich_markup_mode=None, help="Extended attributes of a path.")
 app.add_typer(xattr_app, name="xattr")
-replication_app = typer.Typer(no_args_is_help=True, help="Replication between metaservers.")
+replication_app = typer.Typer(rich_markup_mode=None,
+                              help="Replication between metaservers.")
 app.add_typer(replication_app, name="replication")
 app.add_typer(token_app, name="token")
 
@@ -188,7 +189,7 @@ def _root(ctx: typer.Context,
               False, "-v", "--verbose",
               help="After a command that changed something, print `commit-seq EPOCH:SEQ` "
               "(its newest commit) to stderr."),
-          token: str | None = typer.Option(None, "--token", envvar=TOKEN_ENV,
+          token: str | None = typer.Option(None, "--token", envvar=TOKEN_ENV, metavar="TOKEN",
                                            help="Bearer token to show the server."),
           token_file: str | None = typer.Option(None, "--token-file", envvar=TOKEN_FILE_ENV,
                                                 metavar="FILE", help="File holding the token."),
@@ -589,7 +590,8 @@ def promote(ctx: typer.Context,
                    "rollback file when it rejoins")
 
 
-rollback_app = typer.Typer(no_args_is_help=True, help="Rollback files a rejoining node wrote.")
+rollback_app = typer.Typer(rich_markup_mode=None,
+                           help="Rollback files a rejoining node wrote.")
 app.add_typer(rollback_app, name="rollback")
 
 
@@ -769,4 +771,11 @@ def fsck_command(meta_url: str = _meta_url(),
         raise typer.Exit(1)
 
 def main() -> None:
-    app(prog_name="metactl")
+    try:
+        code = app(prog_name="metactl", standalone_mode=False)
+    except typer.TyperException as exc:     # usage errors: one line, as metaserver's
+        typer.echo(f"metactl: {exc.format_message()} (see metactl --help)", err=True)
+        code = exc.exit_code
+    except typer.Abort:
+        code = 1
+    sys.exit(code or 0)

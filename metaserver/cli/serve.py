@@ -25,7 +25,7 @@ EXIT_FAILED = 1
 EXIT_USAGE = 2
 TEXT_LOG_FORMAT = "%(asctime)s %(levelname)s %(message)s"
 
-app = typer.Typer(add_completion=False,
+app = typer.Typer(add_completion=False, rich_markup_mode=None,
                   help="Transactional metadata engine for distributed file systems.")
 
 
@@ -49,11 +49,12 @@ def _meta_url_option():
 
 
 def _config_option():
-    return typer.Option(None, "--config", help="TOML file of server settings.")
+    return typer.Option(None, "--config", metavar="FILE", help="TOML file of server settings.")
 
 
 def _data_dir_option():
-    return typer.Option(None, "--data-dir", help="Data directory of the default RocksDB engine.")
+    return typer.Option(None, "--data-dir", metavar="DIR",
+                        help="Data directory of the default RocksDB engine.")
 
 
 def _configured(path: str | None, **overrides) -> ServerConfig:
@@ -101,24 +102,28 @@ def _fail(what: str, why: str) -> None:
 @app.command("serve")
 def serve_command(
     meta_url: str | None = _meta_url_option(),
-    listen: str | None = typer.Option(None, "--listen", help="HOST:PORT to serve on."),
+    listen: str | None = typer.Option(None, "--listen", metavar="HOST:PORT",
+                                      help="HOST:PORT to serve on."),
     config: str | None = _config_option(),
     data_dir: str | None = _data_dir_option(),
     metrics_listen: str | None = typer.Option(
-        None, "--metrics-listen", help="HOST:PORT to serve Prometheus /metrics on."),
+        None, "--metrics-listen", metavar="HOST:PORT",
+        help="HOST:PORT to serve Prometheus /metrics on."),
     health_listen: str | None = typer.Option(
         None, "--health-listen", metavar="HOST:PORT",
         help="Also serve the gRPC health service alone, in plaintext, here (for probes "
         "that cannot speak TLS, such as the kubelet's)."),
     follow: str | None = typer.Option(
-        None, "--follow", help="HOST:PORT of a primary: serve as its read-only follower "
+        None, "--follow", metavar="HOST:PORT",
+        help="HOST:PORT of a primary: serve as its read-only follower "
         "(writes are forwarded to it)."),
     rejoin: bool | None = typer.Option(
         None, "--rejoin/--no-rejoin", help="With --follow: follow even when this node holds "
         "records the primary's history lacks (a former primary after a forced failover); "
         "they are written to a rollback file first."),
     rollback_dir: str | None = typer.Option(
-        None, "--rollback-dir", help="Where rollback files go (default: DATA_DIR-rollback)."),
+        None, "--rollback-dir", metavar="DIR",
+        help="Where rollback files go (default: DATA_DIR-rollback)."),
     log_level: str | None = typer.Option(
         None, "--log-level", metavar="LEVEL",
         help="debug, info, warning or error (default: info)."),
@@ -152,12 +157,15 @@ def serve_command(
     follow_tls_key: str | None = typer.Option(None, "--follow-tls-key", metavar="PEM",
                                               help="The private key of --follow-tls-cert."),
     client_ops_per_s: float | None = typer.Option(
-        None, "--client-ops-per-s", help="Calls per second each client (token) may make; "
+        None, "--client-ops-per-s", metavar="N",
+        help="Calls per second each client (token) may make; "
         "0: no limit."),
     client_max_concurrent: int | None = typer.Option(
-        None, "--client-max-concurrent", help="Concurrent calls per client; 0: no limit."),
+        None, "--client-max-concurrent", metavar="N",
+        help="Concurrent calls per client; 0: no limit."),
     max_concurrent_calls: int | None = typer.Option(
-        None, "--max-concurrent-calls", help="Concurrent calls of all clients; 0: no limit."),
+        None, "--max-concurrent-calls", metavar="N",
+        help="Concurrent calls of all clients; 0: no limit."),
 ) -> None:
     """Serve the metadata API over gRPC until SIGTERM or SIGINT.
 

@@ -12,7 +12,7 @@ from metaserver.service.auth import Role, TokenFileError, create_token, read_tok
 
 STORE_ENV = "METASERVER_TOKEN_STORE"
 
-token_app = typer.Typer(no_args_is_help=True,
+token_app = typer.Typer(rich_markup_mode=None,
                         help="Bearer tokens of a token store (serve --token-store).")
 
 
@@ -36,9 +36,11 @@ def _roles(values: list[str]) -> list[Role]:
 
 @token_app.command("create")
 def create(store: str = _store_option(),
-           role: list[str] = typer.Option(..., "--role", help="read, write, replication or "
-                                          "admin; repeat for several."),
-           name: str = typer.Option("", "--name", help="Who or what the token is for.")):
+           role: list[str] = typer.Option(..., "--role", metavar="ROLE",
+                                          help="read, write, replication or admin; repeat "
+                                          "for several."),
+           name: str = typer.Option("", "--name", metavar="TEXT",
+                                     help="Who or what the token is for.")):
     """Make a token; prints `TOKEN` on standard output (only this once) and its id on
     standard error."""
     roles = _roles(role)
