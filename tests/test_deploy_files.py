@@ -112,3 +112,22 @@ def test_manifests_parse_use_known_flags_and_probe_grpc_health():
         (sts,) = [d for d in yaml.safe_load_all((DEPLOY / "kubernetes" / manifest).read_text())
                   if d["kind"] == "StatefulSet"]
         assert sts["spec"]["volumeClaimTemplates"][0]["metadata"]["name"] == "data"
+
+
+def _exported_metric_names() -> set[str]:
+    """Every sample name the server's metrics can have (import the server: it defines them)."""
+    import prometheus_client
+
+    import metaserver.service.server  # noqa: F401
+    suffixes = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count"),
+                "info": ("_info",), "gauge": ("",)}
+    return {family.name + suffix for family in prometheus_client.REGISTRY.collect()
+            for suffix in suffixes.get(family.type, ("",))}
+
+
+def test_grafana_dashboard_asks_for_metrics_the_server_exports():
+    dashboard = json.loads((DEPLOY / "grafana-dashboard.json").read_text())
+    exprs = [t["expr"] for p in dashboard["panels"] for t in p["targets"]]
+    asked = {name for e in exprs for name in re.findall(r"metaserver_[a-z_]+", e)}
+    assert len(asked) >= 8
+    assert not asked - _exported_metric_names()

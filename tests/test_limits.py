@@ -9,6 +9,7 @@ import threading
 
 import grpc
 import pytest
+from prometheus_client import REGISTRY
 from conftest import format_url
 
 from metaserver.client import Client, RetryPolicy
@@ -43,6 +44,8 @@ def test_rate_limit_refuses_the_excess_with_eagain_per_token(tmp_path):
             assert {dict(e.trailing_metadata())[ERRNO_KEY] for e in refused} == \
                 {str(errno.EAGAIN)}
             assert "calls/s" in refused[0].details()
+            assert REGISTRY.get_sample_value("metaserver_refused_calls_total",
+                                             {"reason": "over_limit"}) >= len(refused)
         # The other token has its own share.
         with Client(srv.address, token=other, retry=NO_RETRY) as polite:
             assert polite.echo(b"x") == b"x"

@@ -35,6 +35,7 @@ from dataclasses import dataclass
 
 import grpc
 from grpc_health.v1 import health
+from prometheus_client import Counter
 from grpc_reflection.v1alpha import reflection
 
 from metaserver.ops import OPS
@@ -48,6 +49,8 @@ log = logging.getLogger(__name__)
 
 AUTHORIZATION = "authorization"
 RELOAD_EVERY_S = 1.0
+REFUSED = Counter("metaserver_refused_calls_total", "Calls refused before running, by reason",
+                  ["reason"])
 
 
 class Role(enum.Enum):
@@ -218,6 +221,7 @@ def batch_role(request) -> Role:
 def _refusal(code: grpc.StatusCode, number: int, message: str) -> Behavior:
     """A handler body that fails the call the way the servicer fails one (errno trailer)."""
     def refuse(request, context: grpc.ServicerContext):
+        REFUSED.labels(code.name.lower()).inc()
         context.set_trailing_metadata(((ERRNO_KEY, str(number)),))
         context.abort(code, message)
     return refuse
@@ -228,6 +232,7 @@ def _admitted(behavior: Behavior, limits: Limits, client: str | None,
     """`behavior` run only inside a place `limits` admits it to (for a stream, until
     the stream ends). `client` None: the call's connection is the client."""
     def refused(context: grpc.ServicerContext, exc: Overloaded):
+        REFUSED.labels("over_limit").inc()
         context.set_trailing_metadata(((ERRNO_KEY, str(errno.EAGAIN)),))
         context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc))
 

@@ -8,12 +8,15 @@ import time
 from urllib.parse import urlsplit
 
 import grpc
+from prometheus_client import Info
 
 from metaserver import __version__
 from metaserver.service.config import ServerConfig
 from metaserver.v1 import server_pb2 as spb
 
 SERVICE = spb.DESCRIPTOR.services_by_name["ServerInfo"]
+BUILD = Info("metaserver_build", "The metaserver version serving")
+BUILD.info({"version": __version__})
 
 
 class InfoServicer:
