@@ -20,8 +20,8 @@ from jepsen.faultproxy import FaultProxy  # noqa: E402
 from metaserver.client import Client, RetryPolicy
 from metaserver.service import ServerConfig, start
 from metaserver import replication
-from metaserver.service.replication import (APPLIED_SEQ_END_KEY, APPLIED_SEQ_KEY,
-                                              COMMIT_SEQ_KEY, MIN_SEQ_KEY)
+from metaserver.service.follower import (APPLIED_SEQ_END_KEY, APPLIED_SEQ_KEY, COMMIT_SEQ_KEY,
+                                         MIN_SEQ_KEY)
 from metaserver.testing.metaserver_process import ServerProcess, namespace, status, wait_for
 from metaserver.types import ROOT_INO
 from metaserver.v1 import metadata_pb2 as pb

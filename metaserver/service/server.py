@@ -29,7 +29,9 @@ from metaserver.service.info import SERVICE as INFO_SERVICE
 from metaserver.service.info import InfoServicer
 from metaserver.service.limits import Limits
 from metaserver.service.maintenance import Maintenance
-from metaserver.service.replication import FollowRefused, Follower, Node, ReplicationServicer
+from metaserver.service.follower import FollowRefused, Follower
+from metaserver.service.node import Node
+from metaserver.service.replication import ReplicationServicer
 from metaserver.service.servicer import MetadataServicer, add_service
 from metaserver.v1 import replication_pb2
 

@@ -22,7 +22,7 @@ from metaserver.ops import OPS
 from metaserver.runner import Runner
 from metaserver.service.codec import OPERATIONS, Codec, Operation, Undecodable, request_decoder
 from metaserver.service.errors import abort_internal, abort_with
-from metaserver.service.replication import Node
+from metaserver.service.node import Node
 from metaserver.v1 import metadata_pb2 as pb
 
 Handler = Callable[[object, grpc.ServicerContext], object]
