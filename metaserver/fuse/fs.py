@@ -21,6 +21,7 @@ import errno
 import itertools
 import logging
 import os
+import re
 import stat
 import threading
 import time
@@ -42,7 +43,8 @@ F_RDLCK, F_WRLCK, F_UNLCK = 0, 1, 2
 F_GETLK, F_SETLK, F_SETLKW = 5, 6, 7
 LOCK_SH, LOCK_EX, LOCK_NB, LOCK_UN = 1, 2, 4, 8
 LOCK_POLL_MAX_S = 0.5      # a blocking lock asks the server again at most this far apart
-HIDDEN_PREFIX = ".fuse_hidden"   # libfuse's name for an open file that lost its name
+# libfuse's name for an open file that lost its name (fuse.c: hidden_name)
+HIDDEN_NAME = re.compile(r"\.fuse_hidden[0-9a-f]{16}")
 
 _TYPE_BITS = {FileType.REGULAR: stat.S_IFREG, FileType.DIRECTORY: stat.S_IFDIR,
               FileType.SYMLINK: stat.S_IFLNK, FileType.FIFO: stat.S_IFIFO,
@@ -195,7 +197,7 @@ class MetaFs(mfusepy.Operations):
 
     def rename(self, old, new, flags=0):
         parent, name = self._parent(old)
-        if os.path.basename(new).startswith(HIDDEN_PREFIX) and not flags:
+        if HIDDEN_NAME.fullmatch(os.path.basename(new)) and not flags:
             self._hide(parent, name, os.path.basename(new))
             return
         new_parent, new_name = self._parent(new)
