@@ -41,14 +41,24 @@ invisible. The pool rolls back whatever a returned connection still has open.
 On MariaDB Galera (found by asking the server, `wsrep_on`) every connection reads
 causally (`wsrep_sync_wait=1`): a snapshot shows every commit acknowledged by any node
 before it began (docs/engines.md, "Galera").
+
+`?commit_via=HOST:PORT,HOST:PORT,...` in the URL sends the write transactions (and
+the log trim) to the first of those nodes that answers, while snapshots stay on the
+node the URL names. Galera certifies every commit against those of other nodes, and
+every commit writes the sequence row: commits made on different nodes at once cancel
+each other, while commits through one node queue on its row lock. A node that fails
+(unreachable, or outside the primary component) hands the role to the next in the
+list, which is safe whatever each server picked: certification still decides.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -58,7 +68,7 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects import mysql, postgresql
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 
-from engines import NotFormatted
+from engines import BadEngineUrl, NotFormatted
 from engines.contract import (
     CHANGELOG_END,
     CHANGELOG_PREFIX,
@@ -78,6 +88,9 @@ from engines.occ import (SEQ_KEY, OccTxn, OpenTransactions, check_change_log, ch
                          decode_seq, log_commit, trim_span)
 
 MAX_KEY = 512
+COMMIT_VIA = "commit_via"      # the URL's list of nodes to commit through
+PREFERRED_AGAIN_S = 30.0       # after a failover, how soon to try the first node again
+log = logging.getLogger(__name__)
 _FIRST_PAGE, _MAX_PAGE = 32, 1024     # rows per scan query: small first, then growing
 
 _metadata = sa.MetaData()
@@ -243,6 +256,8 @@ class SqlEngine(Engine):
     def __init__(self, url: str, create: bool = False) -> None:
         self.url = url
         sa_url = sa.make_url(_driver_url(url))
+        commit_nodes = _commit_nodes(sa_url)
+        sa_url = sa_url.difference_update_query([COMMIT_VIA])
         self._dialect = sa_url.get_backend_name()
         # Connecting creates a missing SQLite file: look first, as for every engine.
         if self._dialect == "sqlite" and not create and not os.path.isfile(sa_url.database):
@@ -264,6 +279,12 @@ class SqlEngine(Engine):
             self._sa = sa.create_engine(sa_url, **options)
         except (sa_exc.SQLAlchemyError, ImportError) as exc:
             raise EngineUnavailable(f"{url}: {exc}") from exc
+        # The nodes commits go through (commit_via), their pools made on first use.
+        self._commit_urls = [sa_url.set(host=host, port=port) for host, port in commit_nodes]
+        self._commit_pools: dict[int, sa.Engine] = {}
+        self._pool_options = options
+        self._committer_lock = threading.Lock()
+        self._committer_at, self._committer_since = 0, time.monotonic()
         if self._dialect == "sqlite":
             _sqlite_transactions(self._sa)
         elif self._dialect in ("mysql", "mariadb"):
@@ -328,6 +349,66 @@ class SqlEngine(Engine):
                     raise classify(exc) from exc
         raise AssertionError("unreachable")
 
+    @contextlib.contextmanager
+    def _committing(self, own: sa.Connection | None) -> Iterator[sa.Connection]:
+        """The connection a write transaction runs on: `own` (a snapshot's, ended) or a
+        new local one; with commit_via, one to the node in charge, which hands the role
+        on when it fails (its being outside the cluster is then plain unavailability:
+        the next node may take the commit)."""
+        at = self._committer() if self._commit_urls else None
+        if at is None or self._is_local(at):
+            if own is not None:
+                yield own
+                return
+            conn, _ = self._connect(read_seq=False)
+            with _pooled(conn):
+                yield conn
+            return
+        try:
+            try:
+                conn = self._commit_pool(at).connect()
+            except sa_exc.SQLAlchemyError as exc:
+                raise classify(exc) from exc
+            with _pooled(conn):
+                yield conn
+        except OutOfCluster as exc:
+            self._hand_on(at, exc)
+            raise EngineUnavailable(str(exc)) from exc
+        except (EngineUnavailable, CommitUnknown) as exc:
+            self._hand_on(at, exc)
+            raise
+
+    def _is_local(self, at: int) -> bool:
+        """The commit node is the one snapshots are read from: its connection will do."""
+        url, here = self._commit_urls[at], self._sa.url
+        return (url.host, url.port or 3306) == (here.host, here.port or 3306)
+
+    def _commit_pool(self, at: int) -> sa.Engine:
+        with self._committer_lock:
+            if at not in self._commit_pools:
+                pool = sa.create_engine(self._commit_urls[at], **self._pool_options)
+                _galera_causal_reads(pool)
+                self._commit_pools[at] = pool
+            return self._commit_pools[at]
+
+    def _committer(self) -> int:
+        """The commit_via node in charge: the first one, unless it failed lately."""
+        with self._committer_lock:
+            if self._committer_at and \
+                    time.monotonic() - self._committer_since > PREFERRED_AGAIN_S:
+                self._committer_at = 0
+            return self._committer_at
+
+    def _hand_on(self, at: int, why: BaseException) -> None:
+        with self._committer_lock:
+            if self._committer_at == at:
+                self._committer_at = (at + 1) % len(self._commit_urls)
+                self._committer_since = time.monotonic()
+                nxt = self._commit_urls[self._committer_at]
+                log.warning("commits through %s:%s failed (%s); next: %s:%s",
+                            self._commit_urls[at].host, self._commit_urls[at].port, why,
+                            nxt.host, nxt.port)
+
     def _lock_seq(self, conn: sa.Connection) -> int:
         """Open the write transaction: lock the sequence row, return the newest seq."""
         conn.execution_options(**self._write_options)
@@ -361,10 +442,14 @@ class SqlEngine(Engine):
         self._commits.committed(seq)
         return seq
 
-    def _commit_batch(self, batch: list[_Pending], conn: sa.Connection) -> None:
+    def _commit_batch(self, batch: list[_Pending], own: sa.Connection) -> None:
         """One write transaction for the commits of many threads: they validate in
         queue order (against the stored log, then against the ones accepted before
         them), take consecutive sequences, and share one COMMIT (one log sync)."""
+        with self._committing(own) as conn:
+            self._write_batch(batch, conn)
+
+    def _write_batch(self, batch: list[_Pending], conn: sa.Connection) -> None:
         seq = newest = self._lock_seq(conn)
         oldest = min(p.txn.start for p in batch)
         stored = _run(conn, _LOCKED_RANGE, {    # a locking read: it sees the newest records
@@ -411,8 +496,7 @@ class SqlEngine(Engine):
         """Deletes in chunks, each its own short transaction under the sequence lock."""
         dropped = 0
         while True:
-            conn, _ = self._connect(read_seq=False)
-            with _pooled(conn):
+            with self._committing(None) as conn:
                 newest = self._lock_seq(conn)
                 oldest = _run(conn, _SCAN, {"lo": CHANGELOG_PREFIX, "hi": CHANGELOG_END,
                                             "n": 1}).first()
@@ -435,6 +519,8 @@ class SqlEngine(Engine):
 
     def close(self) -> None:
         self._sa.dispose()
+        for pool in self._commit_pools.values():
+            pool.dispose()
 
 
 @dataclass
@@ -488,6 +574,25 @@ def _stream(conn: sa.Connection, start: bytes, end: bytes) -> Iterator[tuple[byt
     """snapshot_scan's rows: pages from the pinned snapshot, then the connection back."""
     with _pooled(conn):
         yield from _Reader(conn).scan(start, end, reverse=False, page=_MAX_PAGE)
+
+
+def _commit_nodes(url: sa.URL) -> list[tuple[str, int]]:
+    """The URL's commit_via list, as (host, port) pairs (port 3306 when not given)."""
+    values = url.query.get(COMMIT_VIA)
+    if values is None:
+        return []
+    text = ",".join([values] if isinstance(values, str) else values)
+    nodes = []
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        host, _, port = item.rpartition(":") if ":" in item else (item, "", "3306")
+        if not host or not port.isdigit():
+            raise BadEngineUrl(f"{COMMIT_VIA}: {item!r} is not HOST:PORT")
+        nodes.append((host, int(port)))
+    if not nodes:
+        raise BadEngineUrl(f"{COMMIT_VIA} names no node")
+    if url.get_backend_name() not in ("mysql", "mariadb"):
+        raise BadEngineUrl(f"{COMMIT_VIA} is for MySQL-protocol clusters (Galera)")
+    return nodes
 
 
 def _driver_url(url: str) -> str:

@@ -22,6 +22,7 @@ from collections import Counter
 import pytest
 
 from engines import open_engine
+from engines.contract import CHANGELOG_END, CHANGELOG_PREFIX
 from engines.transactional import RETRY
 from metaserver.client import Client, RetryPolicy
 from metaserver.errors import FsError
@@ -198,3 +199,47 @@ def test_killed_node_fails_within_the_bound_and_the_deadline(galera_cluster, nod
         server.stop()
         node.start()     # the session's cluster is whole again for whoever follows
 
+
+
+def test_commits_through_one_node_hand_on_when_it_dies(galera_cluster):
+    """?commit_via=: three runners, one per node, all commit through node 1 (no
+    certification conflicts between them); when node 1 is killed, node 2 takes the
+    commits: calls through nodes 2 and 3 keep succeeding, nothing acknowledged is
+    missing, and the change log stays gap-free."""
+    url = format_url(galera_cluster.new_database())
+    via = ",".join(f"127.0.0.1:{n.port}" for n in galera_cluster.nodes)
+    engines = [open_engine(f"{u}?commit_via={via}") for u in galera_cluster.urls(url)]
+    runners = [Runner(e) for e in engines]
+    made: list[bytes] = []
+
+    def create(runner: Runner, name: bytes) -> None:
+        runner.call("create", uuid.uuid4().bytes, parent=d, name=name)
+        made.append(name)
+
+    try:
+        d = runners[0].call("mkdir", uuid.uuid4().bytes, parent=ROOT, name=b"d").ino
+        for i, runner in enumerate(runners):
+            create(runner, b"before%d" % i)
+        galera_cluster.nodes[0].kill()
+        try:
+            for i, runner in enumerate(runners[1:], 1):
+                for j in range(5):
+                    create(runner, b"after%d.%d" % (i, j))
+            listed = {e.name for e in runners[2].call("readdir", ino=d, limit=100).entries}
+            assert listed >= set(made), set(made) - listed
+            seqs = [int.from_bytes(k[len(CHANGELOG_PREFIX):], "big") for k, _ in
+                    engines[1].snapshot_scan(CHANGELOG_PREFIX, CHANGELOG_END)[1]]
+            assert seqs == list(range(seqs[0], seqs[0] + len(seqs))) and len(seqs) > len(made)
+        finally:
+            galera_cluster.nodes[0].start()
+    finally:
+        for e in engines:
+            e.close()
+        galera_cluster.drop_database(url)
+
+
+@pytest.mark.parametrize("bad", ["commit_via=,", "commit_via=host:port", "commit_via=:3306"])
+def test_a_malformed_commit_via_is_refused_with_its_reason(bad):
+    from engines import BadEngineUrl
+    with pytest.raises(BadEngineUrl, match="commit_via"):
+        open_engine(f"mysql+pymysql://u:p@127.0.0.1:1/db?{bad}")
