@@ -94,3 +94,38 @@ def test_help_has_no_type_labels_on_flags_and_shows_env_vars(argv):
                 if line.lstrip().startswith("--") and "<" in line.split()[1]]
     if argv == ["metactl"]:
         assert "env var:" in result.stdout and "default: 127.0.0.1:7420" in result.stdout
+
+
+@pytest.fixture(scope="module")
+def small_tree(address):
+    """/t/b/c, /t/d (directories), /t/f (1536 bytes), /t/b/g."""
+    for args in (("mkdir", "-p", "/t/b/c", "/t/d"), ("touch", "/t/f", "/t/b/g"),
+                 ("truncate", "-s", "1536", "/t/f")):
+        assert _metactl(address, *args).returncode == 0
+    return address
+
+
+def _out(address: str, *args: str) -> list[str]:
+    result = _metactl(address, *args)
+    assert result.returncode == 0, result.stderr
+    return result.stdout.splitlines()
+
+
+def test_ls_flags(small_tree):
+    a = small_tree
+    assert _out(a, "ls", "-R", "/t") == ["/t:", "b", "d", "f", "", "/t/b:", "c", "g", "",
+                                         "/t/b/c:", "", "/t/d:"]
+    assert _out(a, "ls", "-a", "/t") == [".", "..", "b", "d", "f"]
+    assert _out(a, "ls", "-aR", "/t/b")[:4] == ["/t/b:", ".", "..", "c"]
+    ino = _stat(a, "/t")["ino"]
+    assert _out(a, "ls", "-d", "-i", "/t") == [f"{ino:>10} /t"]
+    long = {line.split()[-1]: line.split() for line in _out(a, "ls", "-lah", "/t")}
+    assert set(long) == {".", "..", "b", "d", "f"}
+    assert long["f"][4] == "1.5K" and long["."][0].startswith("d")
+    assert _out(a, "ls", "-l", "/t/f")[0].split()[4] == "1536"
+
+
+def test_tree_level(small_tree):
+    assert _out(small_tree, "tree", "-L", "1", "/t") == [
+        "/t", "├── b", "├── d", "└── f", "", "2 directories, 1 file"]
+    assert _out(small_tree, "tree", "/t")[-1] == "3 directories, 2 files"

@@ -239,23 +239,78 @@ def touch(ctx: typer.Context, paths: list[str]):
                 s.client.setattr(ino, atime_now=True, mtime_now=True)
 
 
+@dataclasses.dataclass(frozen=True)
+class _LsStyle:
+    long: bool
+    human: bool
+    inode: bool
+
+    def line(self, s: Session, e: Entry, name: str) -> str:
+        head = f"{e.ino:>10} " if self.inode else ""
+        if not self.long:
+            return head + name
+        a = e.attr
+        size = _human(a.size) if self.human else str(a.size)
+        return (f"{head}{stat.filemode(a.st_mode)} {a.nlink:>3} {a.uid:>5} {a.gid:>5} "
+                f"{size:>12} {_time(a.mtime_ns)} {_name_of(s, e, name)}")
+
+
+def _human(size: int) -> str:
+    """Like ls -h: 1023, 1.0K, 15K, 2.3M (powers of 1024)."""
+    value, unit = float(size), ""
+    for unit in ("", "K", "M", "G", "T", "P", "E"):
+        if value < 1024 or unit == "E":
+            break
+        value /= 1024
+    if not unit:
+        return str(size)
+    return f"{value:.1f}{unit}" if value < 10 else f"{value:.0f}{unit}"
+
+
+def _listing(s: Session, directory: Entry, long: bool, dots: bool) -> Iterator[tuple[Entry, str]]:
+    """A directory's entries in name order, page by page; with `dots`, . and .. first."""
+    if dots:
+        yield directory, "."
+        parent = directory.attr.parent or directory.ino
+        yield (Entry(b"..", parent, FileType.DIRECTORY, s.client.getattr(parent) if long
+                     else None), "..")
+    for e in s.client.readdir(directory.ino, with_attrs=long):
+        yield e, _show(e.name)
+
+
 @app.command()
-def ls(ctx: typer.Context, path: str = typer.Argument("/"),
-       long: bool = typer.Option(False, "-l", help="Mode, links, owner, size, mtime.")):
+def ls(ctx: typer.Context, path: str = typer.Argument("/", metavar="PATH"),
+       long: bool = typer.Option(False, "-l", help="Mode, links, owner, size, mtime."),
+       all_: bool = typer.Option(False, "-a", "--all", help="Show . and .. too."),
+       directory: bool = typer.Option(False, "-d", "--directory",
+                                      help="Show a directory itself, not its entries."),
+       human: bool = typer.Option(False, "-h", "--human-readable",
+                                  help="With -l: sizes as 1.0K, 15M, ..."),
+       inode: bool = typer.Option(False, "-i", "--inode", help="Inode numbers first."),
+       recursive: bool = typer.Option(False, "-R", "--recursive",
+                                      help="List subdirectories too, each under its path.")):
     """List a directory (page by page), or show one entry."""
     s = _session(ctx)
+    style = _LsStyle(long, human, inode)
     with s.reporting(path):
         entry = s.resolve(path)
-        listing: Iterable[tuple[Entry, str]] = [(entry, path)]
-        if entry.type == FileType.DIRECTORY:
-            listing = ((e, _show(e.name)) for e in s.client.readdir(entry.ino, with_attrs=long))
-        for e, name in listing:
-            if not long:
-                typer.echo(name)
-                continue
-            a = e.attr
-            typer.echo(f"{stat.filemode(a.st_mode)} {a.nlink:>3} {a.uid:>5} {a.gid:>5} "
-                       f"{a.size:>12} {_time(a.mtime_ns)} {_name_of(s, e, name)}")
+        if directory or entry.type != FileType.DIRECTORY:
+            typer.echo(style.line(s, entry, path))
+            return
+        pending, header = [(path, entry)], "{}:"
+        while pending:
+            where, listed = pending.pop()
+            if recursive:
+                typer.echo(header.format(where))
+                header = "\n{}:"
+            if all_ and listed.attr is None:        # .. needs the directory's parent
+                listed = s.resolve(where)
+            subdirectories = []
+            for e, name in _listing(s, listed, long, all_):
+                typer.echo(style.line(s, e, name))
+                if recursive and e.type == FileType.DIRECTORY and name not in (".", ".."):
+                    subdirectories.append((f"{where.rstrip('/')}/{name}", e))
+            pending.extend(reversed(subdirectories))    # depth first, in name order
 
 
 def _stat_value(a: Attr, field: str) -> str:
@@ -422,7 +477,9 @@ def _with_last(items: Iterable) -> Iterator[tuple[object, bool]]:
 
 
 @app.command()
-def tree(ctx: typer.Context, path: str = typer.Argument("/")):
+def tree(ctx: typer.Context, path: str = typer.Argument("/", metavar="PATH"),
+         level: int = typer.Option(0, "-L", "--level", min=0, metavar="N",
+                                   help="Descend at most N levels; 0: all.")):
     """Show the tree below a directory, streaming it depth first."""
     s = _session(ctx)
     with s.reporting(path):
@@ -442,7 +499,7 @@ def tree(ctx: typer.Context, path: str = typer.Argument("/")):
             typer.echo(prefix + branch + _name_of(s, entry, _show(entry.name)))
             is_dir = entry.type == FileType.DIRECTORY
             counts[is_dir] += 1
-            if is_dir:
+            if is_dir and (not level or len(stack) < level):
                 stack.append((prefix + ("    " if last else "│   "),
                               _with_last(s.client.readdir(entry.ino))))
         dirs, files = counts[True], counts[False]
