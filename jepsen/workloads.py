@@ -3,7 +3,7 @@
 A workload builds its starting tree once (`setup`, through a Session of process
 "setup", so the checkers see every inode it made), then hands each process a stream of
 operations from that process's own seeded random generator (`next`): the same seed gives
-the same operations. Each operation is one API call, `Call(kind, f, args)`: `kind` says
+the same operations. Each operation is one API call, `Planned(kind, f, args)`: `kind` says
 whether it reads or writes (the runner routes it by that), `args` are the call's keyword
 arguments with real inode numbers. `finals` lists the reads made after the heal, whose
 results the lost-write checks compare with what was acknowledged.
@@ -30,7 +30,8 @@ READ, WRITE = "read", "write"
 
 
 @dataclass(frozen=True)
-class Call:
+class Planned:
+    """An operation a workload means to invoke (jepsen.checkers' Call is one that ran)."""
     kind: str
     f: str
     args: dict[str, Any]
@@ -55,10 +56,10 @@ class Workload:
     def setup(self, setup: Setup) -> None:
         raise NotImplementedError
 
-    def next(self, rng: random.Random, process: int) -> Call:
+    def next(self, rng: random.Random, process: int) -> Planned:
         raise NotImplementedError
 
-    def finals(self) -> list[Call]:
+    def finals(self) -> list[Planned]:
         raise NotImplementedError
 
 
@@ -71,16 +72,16 @@ class Register(Workload):
         self.inos = [setup.make("create", parent=top, name=f"k{i}") for i in range(self.KEYS)]
         self._writes: dict[int, itertools.count] = {}
 
-    def next(self, rng: random.Random, process: int) -> Call:
+    def next(self, rng: random.Random, process: int) -> Planned:
         ino = rng.choice(self.inos)
         if rng.random() < 0.5:
             # unique per write (process, count), so a read says which write it saw
             n = next(self._writes.setdefault(process, itertools.count(1)))
-            return Call(WRITE, "setattr", {"ino": ino, "size": (process + 1) * 10**8 + n})
-        return Call(READ, "getattr", {"ino": ino})
+            return Planned(WRITE, "setattr", {"ino": ino, "size": (process + 1) * 10**8 + n})
+        return Planned(READ, "getattr", {"ino": ino})
 
-    def finals(self) -> list[Call]:
-        return [Call(READ, "getattr", {"ino": ino}) for ino in self.inos]
+    def finals(self) -> list[Planned]:
+        return [Planned(READ, "getattr", {"ino": ino}) for ino in self.inos]
 
 
 class UniqueSet(Workload):
@@ -93,14 +94,14 @@ class UniqueSet(Workload):
         self.dirs = [setup.make("mkdir", parent=top, name=f"s{i}") for i in range(self.DIRS)]
         self._names: dict[int, itertools.count] = {}
 
-    def next(self, rng: random.Random, process: int) -> Call:
+    def next(self, rng: random.Random, process: int) -> Planned:
         if rng.random() < 0.03:
-            return Call(READ, "readdir", {"ino": rng.choice(self.dirs)})
+            return Planned(READ, "readdir", {"ino": rng.choice(self.dirs)})
         n = next(self._names.setdefault(process, itertools.count()))
-        return Call(WRITE, "create", {"parent": rng.choice(self.dirs), "name": f"p{process}-{n}"})
+        return Planned(WRITE, "create", {"parent": rng.choice(self.dirs), "name": f"p{process}-{n}"})
 
-    def finals(self) -> list[Call]:
-        return [Call(READ, "readdir", {"ino": ino}) for ino in self.dirs]
+    def finals(self) -> list[Planned]:
+        return [Planned(READ, "readdir", {"ino": ino}) for ino in self.dirs]
 
 
 class RenameStorm(Workload):
@@ -122,7 +123,7 @@ class RenameStorm(Workload):
             setup.make("create", parent=self.dirs[0], name=f"f{i}")
         self.listed = [ROOT_INO, a, b, c, d, e, *self.dirs]
 
-    def next(self, rng: random.Random, process: int) -> Call:
+    def next(self, rng: random.Random, process: int) -> Planned:
         roll = rng.random()
         if roll < 0.3:
             parent, name, new_parent, new_name = rng.choice(self.cycle)
@@ -130,15 +131,15 @@ class RenameStorm(Workload):
             name = new_name = f"f{rng.randrange(self.FILES)}"
             parent, new_parent = rng.sample(self.dirs, 2)
         elif roll < 0.9:
-            return Call(READ, "readdir", {"ino": rng.choice(self.listed)})
+            return Planned(READ, "readdir", {"ino": rng.choice(self.listed)})
         else:
-            return Call(READ, "lookup", {"parent": rng.choice(self.dirs),
+            return Planned(READ, "lookup", {"parent": rng.choice(self.dirs),
                                          "name": f"f{rng.randrange(self.FILES)}"})
-        return Call(WRITE, "rename", {"parent": parent, "name": name,
+        return Planned(WRITE, "rename", {"parent": parent, "name": name,
                                       "new_parent": new_parent, "new_name": new_name})
 
-    def finals(self) -> list[Call]:
-        return [Call(READ, "readdir", {"ino": ino}) for ino in self.listed]
+    def finals(self) -> list[Planned]:
+        return [Planned(READ, "readdir", {"ino": ino}) for ino in self.listed]
 
 
 class LinkChurn(Workload):
@@ -152,24 +153,24 @@ class LinkChurn(Workload):
         self._names: dict[int, itertools.count] = {}
         self._made: dict[int, list[str]] = {}
 
-    def next(self, rng: random.Random, process: int) -> Call:
+    def next(self, rng: random.Random, process: int) -> Planned:
         made = self._made.setdefault(process, [])
         roll = rng.random()
         if roll < 0.4 or (roll < 0.7 and not made):
             i = rng.randrange(self.FILES)
             name = f"x{i}-p{process}-{next(self._names.setdefault(process, itertools.count()))}"
             made.append(name)
-            return Call(WRITE, "link", {"ino": self.files[i], "parent": self.dir, "name": name})
+            return Planned(WRITE, "link", {"ino": self.files[i], "parent": self.dir, "name": name})
         if roll < 0.7:
-            return Call(WRITE, "unlink", {"parent": self.dir,
+            return Planned(WRITE, "unlink", {"parent": self.dir,
                                           "name": made.pop(rng.randrange(len(made)))})
         if roll < 0.95:
-            return Call(READ, "getattr", {"ino": rng.choice(self.files)})
-        return Call(READ, "readdir", {"ino": self.dir})
+            return Planned(READ, "getattr", {"ino": rng.choice(self.files)})
+        return Planned(READ, "readdir", {"ino": self.dir})
 
-    def finals(self) -> list[Call]:
-        return [Call(READ, "readdir", {"ino": self.dir}),
-                *(Call(READ, "getattr", {"ino": ino}) for ino in self.files)]
+    def finals(self) -> list[Planned]:
+        return [Planned(READ, "readdir", {"ino": self.dir}),
+                *(Planned(READ, "getattr", {"ino": ino}) for ino in self.files)]
 
 
 class Mixed(Workload):
@@ -182,10 +183,10 @@ class Mixed(Workload):
         for part in self.parts:
             part.setup(setup)
 
-    def next(self, rng: random.Random, process: int) -> Call:
+    def next(self, rng: random.Random, process: int) -> Planned:
         return rng.choice(self.parts).next(rng, process)
 
-    def finals(self) -> list[Call]:
+    def finals(self) -> list[Planned]:
         return [call for part in self.parts for call in part.finals()]
 
 
@@ -200,6 +201,6 @@ class Generator:
     seed: int
     _rngs: dict[int, random.Random] = field(default_factory=dict)
 
-    def next(self, process: int) -> Call:
+    def next(self, process: int) -> Planned:
         rng = self._rngs.setdefault(process, random.Random(self.seed * 1_000_003 + process))
         return self.workload.next(rng, process)
