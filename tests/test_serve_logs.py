@@ -60,3 +60,35 @@ def test_bad_log_settings_are_one_line(flag, value):
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2
     assert proc.stderr.count("\n") == 1 and "must be one of" in proc.stderr
+
+
+def test_access_log_has_every_call_with_status_errno_and_token_id(tmp_path):
+    from metaserver.service.auth import Role, create_token
+    store = str(tmp_path / "tokens.json")
+    token = create_token(store, [Role.READ], "reader")[1]
+    address = f"127.0.0.1:{free_port()}"
+    proc = subprocess.Popen([METASERVER, "serve", "--meta-url", "memory://", "--listen",
+                             address, "--token-store", store, "--access-log-sample", "1",
+                             "--log-format", "json"], stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: _serving(address), what="serving")
+        from metaserver.client import Client, RetryPolicy
+        with Client(address, token=token, retry=RetryPolicy(attempts=1)) as client:
+            with pytest.raises(FileNotFoundError):
+                client.lookup(1, b"missing")
+            with pytest.raises(PermissionError):
+                client.mkdir(1, b"d")
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    calls = [json.loads(line)["access"] for line in err.splitlines()
+             if '"access"' in line]
+    lookup = [c for c in calls if c["method"] == "Lookup"]
+    assert lookup and lookup[0]["status"] == "NOT_FOUND" and lookup[0]["errno"] == 2
+    assert lookup[0]["name"] == "missing" and lookup[0]["parent"] == 1
+    assert lookup[0]["token"] == token.split(".")[0] and token.split(".")[1] not in err
+    mkdir = [c for c in calls if c["method"] == "Mkdir"]
+    assert mkdir and mkdir[0]["status"] == "PERMISSION_DENIED" and mkdir[0]["errno"] == 1
+    assert all(c["ms"] >= 0 and c["peer"] for c in calls)

@@ -130,6 +130,10 @@ def serve_command(
     log_format: str | None = typer.Option(
         None, "--log-format", metavar="FORMAT",
         help="text, or json: one JSON object per line (default: text)."),
+    access_log_sample: float | None = typer.Option(
+        None, "--access-log-sample", metavar="FRACTION",
+        help="Log this fraction of calls (method, subject, status, errno, latency, peer, "
+        "token id): 1 all, 0.01 one in a hundred (default: 0, off)."),
     tls_cert: str | None = typer.Option(
         None, "--tls-cert", metavar="PEM", help="Serve TLS with this certificate chain."),
     tls_key: str | None = typer.Option(None, "--tls-key", metavar="PEM",
@@ -183,7 +187,8 @@ def serve_command(
                                 client_ops_per_s=client_ops_per_s,
                                 client_max_concurrent=client_max_concurrent,
                                 max_concurrent_calls=max_concurrent_calls,
-                                log_level=log_level, log_format=log_format)
+                                log_level=log_level, log_format=log_format,
+                                access_log_sample=access_log_sample)
     _configure_logging(server_config.log_level, server_config.log_format)
     raise typer.Exit(serve(server_config))
 

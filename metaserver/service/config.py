@@ -43,6 +43,7 @@ class ServerConfig:
     max_message_mb: int = 64             # largest gRPC request or reply
     log_level: str = "info"              # debug, info, warning or error
     log_format: str = "text"             # text, or json: one object per line
+    access_log_sample: float = 0         # fraction of calls in the access log; 0 off, 1 all
     follow: str = ""                     # HOST:PORT of a primary to follow; empty: primary
     rejoin: bool = False                 # follow even if records after the fork point must
                                          # go (kept in a rollback file first)
@@ -91,6 +92,8 @@ class ServerConfig:
                      "client_ops_per_s", "client_max_concurrent", "max_concurrent_calls"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must not be negative")
+        if not 0 <= self.access_log_sample <= 1:
+            raise ConfigError("access_log_sample must be between 0 and 1")
         if self.log_level not in LOG_LEVELS:
             raise ConfigError(f"log_level must be one of {', '.join(LOG_LEVELS)}, "
                               f"not {self.log_level!r}")

@@ -22,6 +22,7 @@ from metaserver import __version__
 from metaserver.channel import Credentials, CredentialsError
 from metaserver.errors import FsError
 from metaserver.runner import Runner, open_namespace
+from metaserver.service.accesslog import AccessLog
 from metaserver.service.auth import Gatekeeper, TokenFileError, TokenStore
 from metaserver.service.codec import SERVICE, Codec
 from metaserver.service.config import ServerConfig
@@ -215,7 +216,9 @@ def _serve_metrics(listen: str) -> None:
 def start(config: ServerConfig) -> RunningServer:
     """Open the engine and start serving on config.listen; raises StartError."""
     # Credentials first: a bad file must not leave an opened engine behind.
-    credentials, interceptors = _server_credentials(config), _gatekeeper(config)
+    # The access log outermost: it sees the gatekeeper's refusals too.
+    access_log = [AccessLog(config.access_log_sample)] if config.access_log_sample else []
+    credentials, interceptors = _server_credentials(config), access_log + _gatekeeper(config)
     runner, follower = _open_runner(config)
     executor = ThreadPoolExecutor(config.workers, thread_name_prefix="metaserver-rpc")
     message_bytes = config.max_message_mb << 20
