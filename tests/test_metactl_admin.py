@@ -129,3 +129,17 @@ def test_tree_level(small_tree):
     assert _out(small_tree, "tree", "-L", "1", "/t") == [
         "/t", "├── b", "├── d", "└── f", "", "2 directories, 1 file"]
     assert _out(small_tree, "tree", "/t")[-1] == "3 directories, 2 files"
+
+
+def test_rm_goes_on_past_a_failing_path_and_f_ignores_missing_ones(address):
+    assert _metactl(address, "mkdir", "-p", "/r/d").returncode == 0
+    assert _metactl(address, "touch", "/r/a", "/r/b").returncode == 0
+    result = _metactl(address, "rm", "/r/a", "/r/nx", "/r/d", "/r/b")
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == ["metactl: /r/nx: No such file or directory",
+                                          "metactl: /r/d: Is a directory"]
+    assert _out(address, "ls", "/r") == ["d"]                  # a and b went all the same
+    forced = _metactl(address, "rm", "-f", "/r/nx", "/r/nx/y")
+    assert (forced.returncode, forced.stderr) == (0, "")
+    assert _metactl(address, "rm", "-rf", "/r/nx", "/r/d").returncode == 0
+    assert _out(address, "ls", "/r") == []

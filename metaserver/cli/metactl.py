@@ -67,6 +67,7 @@ class Session:
         self.address = address
         self.verbose = verbose
         self.credentials = credentials
+        self.failed = False             # a path failed and the command went on
         self.client = Client(address, session_token=min_seq, credentials=credentials)
 
     def close(self) -> None:
@@ -76,8 +77,10 @@ class Session:
         self.client.close()
 
     @contextmanager
-    def reporting(self, path: str) -> Iterator[None]:
-        """Turn an OSError inside into the one-line message and exit status 1."""
+    def reporting(self, path: str, keep_going: bool = False) -> Iterator[None]:
+        """Turn an OSError inside into the one-line message and exit status 1; with
+        `keep_going`, print it and go on (`self.failed` says so) unless the server could
+        not be reached."""
         try:
             yield
         except BrokenPipeError:  # the reader went away (`metactl ls | head`): click's job
@@ -86,7 +89,11 @@ class Session:
             _fail(path, f"{os.strerror(exc.errno)} (waiting for --min-seq {exc.awaited})")
         except OSError as exc:
             # The client names the server address when it could not get an answer.
-            _fail(self.address if exc.filename == self.address else path, os.strerror(exc.errno))
+            if exc.filename == self.address or not keep_going:
+                _fail(self.address if exc.filename == self.address else path,
+                      os.strerror(exc.errno))
+            typer.echo(f"metactl: {path}: {os.strerror(exc.errno)}", err=True)
+            self.failed = True
 
     def resolve(self, path: str) -> Entry:
         return self.client.resolve(_absolute(path))
@@ -419,17 +426,26 @@ def ln(ctx: typer.Context, target: str, link_name: str,
 @app.command()
 def rm(ctx: typer.Context, paths: list[str],
        recursive: bool = typer.Option(False, "-r", "-R", "--recursive",
-                                      help="Remove directories and their contents.")):
-    """Remove files (and with -r, directory trees)."""
+                                      help="Remove directories and their contents."),
+       force: bool = typer.Option(False, "-f", "--force",
+                                  help="Ignore paths that do not exist.")):
+    """Remove files (and with -r, directory trees). A path that fails is reported and
+    the others are still removed (exit status 1), as rm(1) does."""
     s = _session(ctx)
     for path in paths:
-        with s.reporting(path):
-            parent, name = s.locate(path)
-            entry = s.client.lookup(parent, name) if recursive else None
-            if entry is not None and entry.type == FileType.DIRECTORY:
-                _remove_tree(s.client, parent, entry)
-            else:
-                s.client.unlink(parent, name)
+        with s.reporting(path, keep_going=True):
+            try:
+                parent, name = s.locate(path)
+                entry = s.client.lookup(parent, name) if recursive else None
+                if entry is not None and entry.type == FileType.DIRECTORY:
+                    _remove_tree(s.client, parent, entry)
+                else:
+                    s.client.unlink(parent, name)
+            except FileNotFoundError:
+                if not force:
+                    raise
+    if s.failed:
+        raise typer.Exit(1)
 
 
 def _remove_tree(client: Client, parent: int, top: Entry) -> None:
