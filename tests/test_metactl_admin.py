@@ -143,3 +143,14 @@ def test_rm_goes_on_past_a_failing_path_and_f_ignores_missing_ones(address):
     assert (forced.returncode, forced.stderr) == (0, "")
     assert _metactl(address, "rm", "-rf", "/r/nx", "/r/d").returncode == 0
     assert _out(address, "ls", "/r") == []
+
+
+def test_xattr_values_in_hex_and_base64(address):
+    assert _metactl(address, "touch", "/x").returncode == 0
+    assert _metactl(address, "xattr", "set", "/x", "user.k", "hi").returncode == 0
+    assert _out(address, "xattr", "get", "-e", "hex", "/x", "user.k") == ["0x6869"]
+    assert _out(address, "xattr", "list", "-d", "/x") == ["user.k=hi"]
+    assert _out(address, "xattr", "list", "-d", "-e", "base64", "/x") == ["user.k=0saGk="]
+    assert _out(address, "xattr", "list", "/x") == ["user.k"]
+    bad = _metactl(address, "xattr", "list", "-e", "rot13", "/x")
+    assert bad.returncode == 1 and bad.stderr.startswith("metactl: rot13: -e must be one of")

@@ -10,6 +10,7 @@ server: see their help for when that may be done while servers run.
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import errno
 import os
@@ -523,12 +524,28 @@ def tree(ctx: typer.Context, path: str = typer.Argument("/", metavar="PATH"),
                    f"{files} file{'' if files == 1 else 's'}")
 
 
+_ENCODINGS = {"text": _show, "hex": lambda v: "0x" + v.hex(),
+              "base64": lambda v: "0s" + base64.b64encode(v).decode()}
+
+
+def _encoding_option():
+    return typer.Option("text", "-e", "--encoding", metavar="ENC",
+                        help="Values as text, hex (0x...) or base64 (0s...), as getfattr -e.")
+
+
+def _encoder(encoding: str):
+    if encoding not in _ENCODINGS:
+        _fail(encoding, f"-e must be one of {', '.join(_ENCODINGS)}")
+    return _ENCODINGS[encoding]
+
+
 @xattr_app.command("get")
-def xattr_get(ctx: typer.Context, path: str, name: str):
+def xattr_get(ctx: typer.Context, path: str, name: str, encoding: str = _encoding_option()):
     """Print the value of attribute NAME."""
+    encode = _encoder(encoding)
     s = _session(ctx)
     with s.reporting(path):
-        typer.echo(_show(s.client.getxattr(s.resolve(path).ino, name)))
+        typer.echo(encode(s.client.getxattr(s.resolve(path).ino, name)))
 
 
 @xattr_app.command("set")
@@ -540,12 +557,18 @@ def xattr_set(ctx: typer.Context, path: str, name: str, value: str):
 
 
 @xattr_app.command("list")
-def xattr_list(ctx: typer.Context, path: str):
-    """Print the attribute names, one a line."""
+def xattr_list(ctx: typer.Context, path: str,
+               values: bool = typer.Option(False, "-d", "--values",
+                                           help="NAME=VALUE lines, as getfattr -d."),
+               encoding: str = _encoding_option()):
+    """Print the attribute names, one a line (with -d, their values too)."""
+    encode = _encoder(encoding)
     s = _session(ctx)
     with s.reporting(path):
-        for name in s.client.listxattr(s.resolve(path).ino):
-            typer.echo(_show(name))
+        ino = s.resolve(path).ino
+        for name in s.client.listxattr(ino):
+            typer.echo(f"{_show(name)}={encode(s.client.getxattr(ino, name))}" if values
+                       else _show(name))
 
 
 @xattr_app.command("rm")
