@@ -362,3 +362,15 @@ def test_metabench_takes_a_token(server, store, tmp_path, capsys, monkeypatch):
     capsys.readouterr()
     assert cli.main(argv) == 2                                        # no token at all
     assert "refused: /metaserver.v1.Metadata/Echo needs a token" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("content, says", [
+    ("not json", "is damaged"),
+    ('{"tokens": [{"id": "a", "name": "", "roles": ["root"], "sha256": "", "created": ""}]}',
+     "is damaged: 'root' is not a valid Role"),
+])
+def test_a_damaged_token_store_stops_the_start(tmp_path, content, says):
+    path = tmp_path / "tokens.json"
+    path.write_text(content)
+    with pytest.raises(StartError, match=says):
+        start(ServerConfig(meta_url="memory://", listen="127.0.0.1:0", token_store=str(path)))

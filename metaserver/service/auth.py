@@ -5,9 +5,11 @@ Roles: `read` (lookups, listings, Replication.Status), `write` (also every mutat
 `replication` (also Stream, Snapshot, Fence: what a follower calls), `admin`
 (everything, e.g. Promote). The role an RPC needs is derived, never listed per RPC: a
 Metadata RPC is `read` if it runs an operation that does not mutate (or is Echo), else
-`write`, and a Batch needs what its operations need (`write` if any mutates); Replication RPCs need `replication` except Status (`read`) and Promote
-(`admin`); ServerInfo (which only describes the server) needs `read`; any other service
-needs `admin`, except health and reflection, which stay open. So an RPC added later is at least `write` without anyone deciding it.
+`write`, and a Batch needs what its operations need (`write` if any mutates);
+Replication RPCs need `replication` except Status (`read`) and Promote (`admin`);
+ServerInfo (which only describes the server) needs `read`; any other service needs
+`admin`, except health and reflection, which stay open. So an RPC added later is at
+least `write` without anyone deciding it.
 
 Tokens are `ID.SECRET` (SECRET: 32 random bytes); the file keeps only SHA-256 of the
 secret (a 256-bit random secret needs no slow hash), as JSON, mode 0600, replaced
@@ -35,8 +37,8 @@ from dataclasses import dataclass
 
 import grpc
 from grpc_health.v1 import health
-from prometheus_client import Counter
 from grpc_reflection.v1alpha import reflection
+from prometheus_client import Counter
 
 from metaserver.ops import OPS
 from metaserver.service.codec import OPERATIONS, SERVICE
@@ -118,8 +120,12 @@ def read_tokens(path: str) -> dict[str, TokenRecord]:
     try:
         with open(path, encoding="utf-8") as f:
             data = json.load(f)
-        return {r["id"]: TokenRecord(r["id"], r["name"], tuple(r["roles"]), r["sha256"],
-                                     r["created"]) for r in data["tokens"]}
+        records = {r["id"]: TokenRecord(r["id"], r["name"], tuple(r["roles"]), r["sha256"],
+                                        r["created"]) for r in data["tokens"]}
+        for record in records.values():
+            for role in record.roles:
+                Role(role)          # ValueError: not a role
+        return records
     except FileNotFoundError:
         return {}
     except OSError as exc:
