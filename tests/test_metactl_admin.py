@@ -154,3 +154,17 @@ def test_xattr_values_in_hex_and_base64(address):
     assert _out(address, "xattr", "list", "/x") == ["user.k"]
     bad = _metactl(address, "xattr", "list", "-e", "rot13", "/x")
     assert bad.returncode == 1 and bad.stderr.startswith("metactl: rot13: -e must be one of")
+
+
+def test_info_by_path_and_by_inode(address):
+    assert _metactl(address, "mkdir", "-p", "/i/sub").returncode == 0
+    assert _metactl(address, "touch", "/i/sub/f").returncode == 0
+    assert _metactl(address, "truncate", "-s", "100M", "/i/sub/f").returncode == 0
+    assert _metactl(address, "xattr", "set", "/i/sub/f", "user.a", "1").returncode == 0
+    fields = dict(line.split(": ", 1) for line in _out(address, "info", "/i/sub/f"))
+    assert (fields["type"], fields["size"], fields["chunks"], fields["xattrs"]) == \
+        ("regular", "104857600 (100M)", "2", "1")
+    ino = _stat(address, "/i/sub")["ino"]
+    by_ino = dict(line.split(": ", 1) for line in _out(address, "info", "-i", ino))
+    assert (by_ino["path"], by_ino["type"], by_ino["entries"]) == ("/i/sub", "directory", "1")
+    assert _metactl(address, "info").stderr == "metactl: info: give a PATH or -i INODE\n"

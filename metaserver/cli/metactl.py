@@ -39,7 +39,7 @@ from metaserver.fsck import fsck
 from metaserver.repair import repair
 from metaserver.runner import open_namespace
 from metaserver.service.config import META_URL_ENV
-from metaserver.types import Attr, Entry, FileType, Slice
+from metaserver.types import CHUNK_SIZE, ROOT_INO, Attr, Entry, FileType, Slice
 from metaserver.v1 import replication_pb2 as rpb
 from metaserver.v1 import replication_pb2_grpc, server_pb2_grpc
 from metaserver.v1 import server_pb2 as spb
@@ -344,6 +344,55 @@ def stat_(ctx: typer.Context, path: str):
             typer.echo(f"{field.name}: {_stat_value(a, field.name)}")
         if entry.type == FileType.SYMLINK:
             typer.echo(f"target: {_show(s.client.readlink(entry.ino))}")
+
+
+def _path_of(client: Client, ino: int, attr: Attr) -> str:
+    """A path of inode `ino`, found by walking parents up to the root and looking for
+    each name in its parent's listing (a scan); `?` where a link has no one parent."""
+    names: list[str] = []
+    while ino != ROOT_INO:
+        parent = attr.parent
+        if not parent:
+            return "?/" + "/".join(reversed(names))      # a hard link: parents in P keys
+        name = next((e.name for e in client.readdir(parent) if e.ino == ino), None)
+        if name is None:
+            return "?/" + "/".join(reversed(names))
+        names.append(_show(name))
+        ino, attr = parent, client.getattr(parent)
+    return "/" + "/".join(reversed(names))
+
+
+@app.command()
+def info(ctx: typer.Context, path: str = typer.Argument(None, metavar="[PATH]"),
+         inode: int | None = typer.Option(None, "-i", "--inode", metavar="INO",
+                                          help="The inode of this number instead of PATH.")):
+    """Show what an inode is: its path (with -i, found by a walk up its parents), type,
+    size, links, and what it holds (entries, chunks and slices, a symlink's target,
+    extended attributes)."""
+    if (path is None) == (inode is None):
+        _fail("info", "give a PATH or -i INODE")
+    s = _session(ctx)
+    with s.reporting(path or str(inode)):
+        if inode is None:
+            entry = s.resolve(path)
+            ino, a = entry.ino, entry.attr
+        else:
+            ino, a = inode, s.client.getattr(inode)
+            path = _path_of(s.client, ino, a)
+        lines = [("path", path), ("inode", ino), ("type", a.type.name.lower()),
+                 ("size", f"{a.size} ({_human(a.size)})"), ("nlink", a.nlink),
+                 ("parent", a.parent or "several (hard links)")]
+        if a.type == FileType.DIRECTORY:
+            lines.append(("entries", sum(1 for _ in s.client.readdir(ino))))
+        elif a.type == FileType.SYMLINK:
+            lines.append(("target", _show(s.client.readlink(ino))))
+        elif a.type == FileType.REGULAR:
+            chunks = -(-a.size // CHUNK_SIZE)
+            lines += [("chunks", chunks), ("slices", sum(len(s.client.read_chunk(ino, i))
+                                                        for i in range(chunks)))]
+        lines.append(("xattrs", len(s.client.listxattr(ino))))
+    for key, value in lines:
+        typer.echo(f"{key}: {value}")
 
 
 def _each_inode(ctx: typer.Context, paths: list[str], change) -> None:
