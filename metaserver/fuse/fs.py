@@ -83,6 +83,9 @@ class MetaFs(mfusepy.Operations):
         self.names = names
         self._handles: dict[int, int] = {}      # handle -> inode
         self._hidden: dict[str, int] = {}       # libfuse's hidden name -> the inode held
+        # (inode, owner) that may hold POSIX locks: libfuse unlocks at every close, and
+        # only these need the server to hear it.
+        self._posix_owners: set[tuple[int, int]] = set()
         self._next_handle = itertools.count(1)
         self._lock = threading.Lock()
 
@@ -280,8 +283,15 @@ class MetaFs(mfusepy.Operations):
             return 0
         if cmd not in (F_SETLK, F_SETLKW):
             raise mfusepy.FuseOSError(errno.EINVAL)
+        if lk.l_type == F_UNLCK and (ino, owner) not in self._posix_owners:
+            return 0
         self._set_lock(ino, owner, lk.l_type, lk.l_start, end, flock=False, pid=lk.l_pid,
                        wait=cmd == F_SETLKW)
+        with self._lock:
+            if lk.l_type != F_UNLCK:
+                self._posix_owners.add((ino, owner))
+            elif lk.l_start == 0 and end == 0:      # all of them gone
+                self._posix_owners.discard((ino, owner))
         return 0
 
     # --- directories ----------------------------------------------------------------------
