@@ -19,6 +19,7 @@ import time
 import pytest
 
 from metaserver.client import Client
+from metaserver.fsck import fsck
 from metaserver.service import ServerConfig, start
 from metaserver.types import ROOT_INO
 from metaserver.testing.metafs_mount import METAFS, MetafsMount, fuse_missing
@@ -485,6 +486,8 @@ def test_sessions_holds_and_locks_through_the_api(server):
         api.hold_inode(one, f.ino)
         api.unlink(ROOT_INO, "api-locks")
         assert api.getattr(f.ino).nlink == 0
+        report = fsck(server.engine)     # a held inode with locks is no orphan
+        assert report.ok, report
         api.close_session(one)
         with pytest.raises(FileNotFoundError):
             api.getattr(f.ino)
