@@ -346,3 +346,15 @@ def test_rocksdb_server_keeps_the_namespace(tmp_path):
                 c.mkdir(c.resolve("/keep").ino, "me")
     finally:
         srv.stop()
+
+
+def test_the_client_table_read_off_the_descriptors_agrees_with_the_server():
+    """Every operation the server runs has a client call on the same RPC, retried as a
+    mutation exactly when the server's operation mutates (its request carries an id)."""
+    from metaserver.client.wire import CALLS
+    from metaserver.ops import OPS
+    from metaserver.service.codec import OPERATIONS
+    assert set(CALLS) == set(OPERATIONS)
+    for name, call in CALLS.items():
+        assert call.rpc == OPERATIONS[name].rpc and call.request is OPERATIONS[name].request
+        assert call.mutating == OPS[OPERATIONS[name].op].mutating, name

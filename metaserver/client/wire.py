@@ -1,10 +1,14 @@
 """The wire side of the client: how each operation is sent and how its reply becomes
-one of the domain values of metaserver.types."""
+one of the domain values of metaserver.types. The table is read off the API's
+descriptors (as the server's is), so an operation added to the proto needs no entry."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+
+from google.protobuf.descriptor import Descriptor
+from google.protobuf.message_factory import GetMessageClass
 
 from metaserver.types import Attr, CompactResult, DirPage, Entry, FileType, Slice, StatFs
 from metaserver.v1 import metadata_pb2 as pb
@@ -40,10 +44,6 @@ def compacted(m: pb.CompactChunkReply) -> CompactResult:
     return CompactResult([slice_(s) for s in m.slices], list(m.released))
 
 
-def _none(_m) -> None:
-    return None
-
-
 @dataclass(frozen=True)
 class Call:
     """One operation: its RPC on the stub, its request message, what its reply means."""
@@ -53,38 +53,47 @@ class Call:
     mutating: bool
 
 
+# Replies that carry a domain value, by message name; the others are read by shape.
+_DOMAIN_REPLIES: dict[str, Callable] = {
+    "Entry": entry, "Attr": attr, "ReadDirReply": dir_page, "StatFsReply": statfs,
+    "CompactChunkReply": compacted, "Slice": slice_,
+}
+# Where the reply is not read by its shape: AllocSliceIds answers the first id.
+_RESULT_DIFFERENCES: dict[str, Callable] = {"alloc_slice_ids": lambda m: m.first}
+
+
+def _by_shape(reply: Descriptor) -> Callable:
+    """Nothing for an empty reply, the field of a one-field reply (a list if repeated,
+    domain values if messages), else the fields as a tuple."""
+    if reply.name in _DOMAIN_REPLIES:
+        return _DOMAIN_REPLIES[reply.name]
+    if not reply.fields:
+        return lambda m: None
+    if len(reply.fields) > 1:
+        names = [f.name for f in reply.fields]
+        return lambda m: tuple(getattr(m, n) for n in names)
+    (only,) = reply.fields
+    convert = _by_shape(only.message_type) if only.message_type else (lambda v: v)
+    if only.is_repeated:
+        return lambda m: [convert(v) for v in getattr(m, only.name)]
+    return lambda m: convert(getattr(m, only.name))
+
+
+def _build_calls() -> dict[str, Call]:
+    """One Call per field of the Operation oneof (the operations a Batch can carry):
+    the RPC taking that request; mutating when the request carries a request id."""
+    service = pb.DESCRIPTOR.services_by_name["Metadata"]
+    method_of = {m.input_type.full_name: m for m in service.methods}
+    calls = {}
+    for wire in pb.Operation.DESCRIPTOR.oneofs_by_name["op"].fields:
+        method = method_of[wire.message_type.full_name]
+        calls[wire.name] = Call(
+            method.name, GetMessageClass(method.input_type),
+            _RESULT_DIFFERENCES.get(wire.name) or _by_shape(method.output_type),
+            "request_id" in method.input_type.fields_by_name)
+    return calls
+
+
 # Keyed by the operation's field name in `Operation`, so a batch queues it by that name
 # and reads its `OperationResult` (the same reply message) with the same converter.
-CALLS: dict[str, Call] = {
-    "lookup": Call("Lookup", pb.LookupRequest, entry, False),
-    "getattr": Call("GetAttr", pb.GetAttrRequest, attr, False),
-    "setattr": Call("SetAttr", pb.SetAttrRequest, attr, True),
-    "mknod": Call("Mknod", pb.MknodRequest, entry, True),
-    "create": Call("Create", pb.CreateRequest, entry, True),
-    "mkdir": Call("Mkdir", pb.MkdirRequest, entry, True),
-    "symlink": Call("Symlink", pb.SymlinkRequest, entry, True),
-    "readlink": Call("ReadLink", pb.ReadLinkRequest, lambda m: m.target, False),
-    "link": Call("Link", pb.LinkRequest, entry, True),
-    "unlink": Call("Unlink", pb.UnlinkRequest, _none, True),
-    "rmdir": Call("Rmdir", pb.RmdirRequest, _none, True),
-    "rename": Call("Rename", pb.RenameRequest, entry, True),
-    "readdir": Call("ReadDir", pb.ReadDirRequest, dir_page, False),
-    "getxattr": Call("GetXattr", pb.GetXattrRequest, lambda m: m.value, False),
-    "setxattr": Call("SetXattr", pb.SetXattrRequest, _none, True),
-    "listxattr": Call("ListXattr", pb.ListXattrRequest, lambda m: list(m.names), False),
-    "removexattr": Call("RemoveXattr", pb.RemoveXattrRequest, _none, True),
-    "statfs": Call("StatFs", pb.StatFsRequest, statfs, False),
-    "resolve": Call("Resolve", pb.ResolveRequest, entry, False),
-    "alloc_slice_ids": Call("AllocSliceIds", pb.AllocSliceIdsRequest, lambda m: m.first, True),
-    "write_slice": Call("WriteSlice", pb.WriteSliceRequest, attr, True),
-    "read_chunk": Call("ReadChunk", pb.ReadChunkRequest, lambda m: [slice_(s) for s in m.slices],
-                       False),
-    "compact_chunk": Call("CompactChunk", pb.CompactChunkRequest, compacted, True),
-    "renew_session": Call("RenewSession", pb.RenewSessionRequest, _none, True),
-    "close_session": Call("CloseSession", pb.CloseSessionRequest, _none, True),
-    "hold_inode": Call("HoldInode", pb.HoldInodeRequest, _none, True),
-    "release_inode": Call("ReleaseInode", pb.ReleaseInodeRequest, _none, True),
-    "set_lock": Call("SetLock", pb.SetLockRequest, _none, True),
-    "get_lock": Call("GetLock", pb.GetLockRequest,
-                     lambda m: (m.type, m.start, m.end, m.pid), False),
-}
+CALLS: dict[str, Call] = _build_calls()
