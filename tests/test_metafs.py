@@ -138,6 +138,15 @@ def test_own_renames_and_rmdirs_are_seen_at_once_with_caches_on(primary, tmp_pat
         shutil.rmtree(f"{root}/d")
         os.makedirs(f"{root}/d/sub")
         assert os.listdir(f"{root}/d/sub") == []
+        # Both names of a hard link show the file's own attributes at once.
+        open(f"{root}/n0", "w").close()
+        os.link(f"{root}/n0", f"{root}/n1")
+        assert os.stat(f"{root}/n0").st_nlink == 2
+        with open(f"{root}/n1", "w") as f:
+            f.write("through n1")
+        assert os.stat(f"{root}/n0").st_size == len("through n1")
+        os.unlink(f"{root}/n1")
+        assert os.stat(f"{root}/n0").st_nlink == 1
         shutil.rmtree(root)
 
 

@@ -49,7 +49,10 @@ def mount(
     read_only: bool = typer.Option(False, "--read-only",
                                    help="Refuse writes (EROFS) instead of sending them; on "
                                         "a follower, writes are otherwise forwarded."),
-    attr_timeout: float = typer.Option(1.0, help="Seconds the kernel caches attributes."),
+    attr_timeout: float = typer.Option(
+        0.0, help="Seconds the kernel caches attributes. 0 by default: libfuse's path API "
+        "gives each name of a hard-linked file its own kernel inode, whose cached nlink, "
+        "ctime and size would go stale when another name changes them."),
     entry_timeout: float = typer.Option(1.0, help="Seconds the kernel caches names."),
     negative_timeout: float = typer.Option(0.0, help="Seconds the kernel caches absent names."),
     timeout: float = typer.Option(30.0, help="Seconds for one attempt of one call."),

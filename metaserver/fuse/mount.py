@@ -36,7 +36,7 @@ class MountOptions:
     data_dir: str
     mountpoint: str
     read_only: bool = False
-    attr_timeout: float = 1.0
+    attr_timeout: float = 0.0       # see the metafs command's --attr-timeout
     entry_timeout: float = 1.0
     negative_timeout: float = 0.0
     timeout: float = 30.0           # one attempt of one call, seconds
