@@ -288,7 +288,10 @@ def serve(config: ServerConfig, grace: float = 5) -> int:
         return EXIT_START_FAILED
     log.info("metaserver %s serving on %s %s", __version__, running.address,
              describe_engine(config.meta_url))
-    stop_requested.wait()
+    # With a timeout: a signal the kernel delivers to another thread (gRPC's) is only
+    # handled once the main thread runs Python code again; an untimed wait may never.
+    while not stop_requested.wait(0.5):
+        pass
     log.info("metaserver stopping")
     running.stop(grace)
     return 0
