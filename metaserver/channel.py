@@ -45,13 +45,14 @@ class Credentials:
     @classmethod
     def resolve(cls, token: str | None = None, token_file: str | None = None,
                 **tls) -> Credentials:
-        """The token from `token`, else the first line of `token_file`, else
+        """The token from `token`, else the first word of `token_file`, else
         $METASERVER_TOKEN, else the file named by $METASERVER_TOKEN_FILE; no token if
         none of them is set."""
-        if not token:
-            token_file = token_file or os.environ.get(TOKEN_FILE_ENV, "")
-            token = os.environ.get(TOKEN_ENV, "") if not token_file else \
-                next(iter(_read(token_file, "token file").decode().split()), "")
+        if not token and not token_file:
+            token = os.environ.get(TOKEN_ENV, "")
+            token_file = "" if token else os.environ.get(TOKEN_FILE_ENV, "")
+        if not token and token_file:
+            token = next(iter(_read(token_file, "token file").decode().split()), "")
         return cls(token=token or "", **{k: v for k, v in tls.items() if v is not None})
 
     @property
