@@ -17,7 +17,7 @@ then each directory's files in name order, which is the order a single client cr
 the tree one by one gets them (tests/test_bulk.py compares the two).
 
 Memory: a tree is generated in key order and a chunk of CHUNK_KEYS pairs is held at a
-time; a listing also keeps one small record per directory (its path and subdirectory
+time, with one directory's file names (made once, shared by every directory); a listing also keeps one small record per directory (its path and subdirectory
 count), and its chunks overlap (each is ingested on its own; RocksDB compacts them).
 """
 
