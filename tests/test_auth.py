@@ -374,3 +374,32 @@ def test_a_damaged_token_store_stops_the_start(tmp_path, content, says):
     path.write_text(content)
     with pytest.raises(StartError, match=says):
         start(ServerConfig(meta_url="memory://", listen="127.0.0.1:0", token_store=str(path)))
+
+
+def test_switchover_under_tokens_needs_admin_and_fences_with_the_replication_token(store):
+    path, tokens = store
+    old = start(ServerConfig(meta_url="memory://", listen="127.0.0.1:0", token_store=path))
+    token_file = f"{path}.replication"
+    with open(token_file, "w") as f:
+        f.write(tokens[Role.REPLICATION])
+    new = start(ServerConfig(meta_url="memory://", listen="127.0.0.1:0", token_store=path,
+                             follow=old.address, follow_token_file=token_file))
+    try:
+        with Client(old.address, token=tokens[Role.WRITE]) as writer:
+            writer.mkdir(1, b"before")
+        wait_for(lambda: new.node.follower.applied >= old.engine.last_seq(), what="catch-up")
+        for role in (Role.WRITE, Role.REPLICATION):
+            refused = _metactl("--server", new.address, "--token", tokens[role], "promote")
+            assert refused.returncode == 1 and "PERMISSION_DENIED" in refused.stderr
+        done = _metactl("--server", new.address, "--token", tokens[Role.ADMIN], "promote")
+        assert done.returncode == 0, done.stderr
+        with Client(old.address, token=tokens[Role.WRITE], retry=NO_RETRY) as stale:
+            with pytest.raises(OSError) as info:    # the old primary was fenced
+                stale.mkdir(1, b"after")
+            assert info.value.errno == errno.EROFS, info.value
+        with Client(new.address, token=tokens[Role.WRITE]) as writer:
+            writer.mkdir(1, b"after")
+            assert _exists(writer, b"/before")
+    finally:
+        new.stop()
+        old.stop()
