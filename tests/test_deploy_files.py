@@ -115,13 +115,19 @@ def test_manifests_parse_use_known_flags_and_probe_grpc_health():
 
 
 def _exported_metric_names() -> set[str]:
-    """Every sample name the server's metrics can have (import the server: it defines them)."""
+    """Every sample name the server's metrics can have (import the server: it defines
+    them; a follower's are exported once it runs one)."""
+    import itertools
+
     import prometheus_client
 
     import metaserver.service.server  # noqa: F401
+    from metaserver.service.follower import REPLICATION_METRICS
     suffixes = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count"),
                 "info": ("_info",), "gauge": ("",)}
-    return {family.name + suffix for family in prometheus_client.REGISTRY.collect()
+    families = itertools.chain(prometheus_client.REGISTRY.collect(),
+                               *(metric.collect() for metric in REPLICATION_METRICS))
+    return {family.name + suffix for family in families
             for suffix in suffixes.get(family.type, ("",))}
 
 

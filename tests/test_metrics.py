@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import subprocess
 import urllib.request
 
 import grpc
 
 from metaserver.service import ServerConfig, start
+from metaserver.testing.metaserver_process import METASERVER, format_store, status, wait_for
 from metaserver.v1 import metadata_pb2 as pb
 from metaserver.v1 import metadata_pb2_grpc as pb_grpc
 
@@ -30,3 +32,35 @@ def test_metrics_endpoint_counts_operations():
     assert 'metaserver_ops_total{op="mkdir",outcome="ok"}' in text
     assert 'metaserver_ops_total{op="getattr",outcome="ENOENT"}' in text
     assert 'metaserver_op_seconds_bucket{le="0.001",op="mkdir"}' in text
+
+
+def test_replication_gauges_only_on_a_follower(tmp_path):
+    """`metaserver serve` processes: a primary's /metrics has no replication gauges (they
+    would read 0 for ever); its follower's has them, with the follower's figures."""
+    def serve(name: str, *extra: str) -> tuple[subprocess.Popen, str, str]:
+        address, metrics = f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"
+        url = f"rocksdb://{tmp_path}/{name}"
+        if not extra:
+            format_store(url)
+        proc = subprocess.Popen([METASERVER, "serve", "--meta-url", url, "--listen", address,
+                                 "--metrics-listen", metrics, *extra],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_for(lambda: status(address, 1), what=f"{name} serving")
+        return proc, address, metrics
+
+    def scrape(metrics: str) -> str:
+        return urllib.request.urlopen(f"http://{metrics}/metrics", timeout=10).read().decode()
+
+    primary, address, primary_metrics = serve("primary")
+    try:
+        follower, _, follower_metrics = serve("follower", "--follow", address)
+        try:
+            wait_for(lambda: "metaserver_replication_applied_seq " in scrape(follower_metrics),
+                     what="follower gauges")
+            assert "metaserver_replication" not in scrape(primary_metrics)
+        finally:
+            follower.terminate()
+            follower.wait(15)
+    finally:
+        primary.terminate()
+        primary.wait(15)

@@ -26,7 +26,7 @@ import threading
 import time
 
 import grpc
-from prometheus_client import Counter, Gauge
+from prometheus_client import REGISTRY, Counter, Gauge
 
 from engines.contract import Engine
 from metaserver import replication, rollback
@@ -52,17 +52,35 @@ FENCE_TIMEOUT_S = 5.0
 _CHANNEL_OPTIONS = [("grpc.max_receive_message_length", 256 << 20),
                     ("grpc.max_send_message_length", 256 << 20)]
 
-APPLIED = Gauge("metaserver_replication_applied_seq", "Last source change record applied")
-PRIMARY_SEQ = Gauge("metaserver_replication_primary_seq", "Primary's newest sequence last heard")
-LAG_RECORDS = Gauge("metaserver_replication_lag_records", "Records heard of but not applied")
+# Exported once this process runs a follower (registered then, not at import): a
+# primary's /metrics has no replication gauges that would read 0 for ever.
+APPLIED = Gauge("metaserver_replication_applied_seq", "Last source change record applied",
+                registry=None)
+PRIMARY_SEQ = Gauge("metaserver_replication_primary_seq", "Primary's newest sequence last heard",
+                    registry=None)
+LAG_RECORDS = Gauge("metaserver_replication_lag_records", "Records heard of but not applied",
+                    registry=None)
 LAG_SECONDS = Gauge("metaserver_replication_lag_seconds",
-                    "How old the newest primary state held here is (grows while cut off)")
+                    "How old the newest primary state held here is (grows while cut off)",
+                    registry=None)
 LAST_CONTACT = Gauge("metaserver_replication_last_contact_seconds",
-                     "Seconds since the follower last heard from its primary")
+                     "Seconds since the follower last heard from its primary", registry=None)
 ROLLBACK_RECORDS = Gauge("metaserver_replication_rollback_records",
-                         "Records after the fork point kept in the last rollback file")
-RECORDS = Counter("metaserver_replication_records_applied_total", "Source records applied")
-BYTES = Counter("metaserver_replication_bytes_received_total", "Stream bytes received")
+                         "Records after the fork point kept in the last rollback file",
+                         registry=None)
+RECORDS = Counter("metaserver_replication_records_applied_total", "Source records applied",
+                  registry=None)
+BYTES = Counter("metaserver_replication_bytes_received_total", "Stream bytes received",
+                registry=None)
+REPLICATION_METRICS = (APPLIED, PRIMARY_SEQ, LAG_RECORDS, LAG_SECONDS, LAST_CONTACT, ROLLBACK_RECORDS,
+            RECORDS, BYTES)
+_metrics_registered = threading.Lock()
+
+
+def _export_metrics() -> None:
+    if _metrics_registered.acquire(blocking=False):     # once per process, never released
+        for metric in REPLICATION_METRICS:
+            REGISTRY.register(metric)
 
 
 class FollowRefused(Exception):
@@ -106,6 +124,7 @@ class Follower:
         self._stream: grpc.Future | None = None
         self._thread = threading.Thread(target=self._run, name="metaserver-follower",
                                         daemon=True)
+        _export_metrics()
         APPLIED.set_function(lambda: self.applied)
         PRIMARY_SEQ.set_function(lambda: self.primary_seq)
         LAG_RECORDS.set_function(lambda: self.lag_records)
