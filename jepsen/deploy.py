@@ -323,11 +323,15 @@ class FollowerDeployment(Deployment):
     def heal(self) -> dict:
         for proxy in self._links.values():     # links not in use too (a deposed node's)
             proxy.clear()
-        done = super().heal()
+        return super().heal()
+
+    def wait_serving(self, timeout: float = SERVE_TIMEOUT_S) -> None:
+        """Also until every follower has heard from its primary: until then a follower
+        (one just restarted, say) refuses writes with EROFS."""
+        super().wait_serving(timeout)
         for name in self.follower_names():
-            wait_for(lambda: self.status(name).connected, SERVE_TIMEOUT_S,
+            wait_for(lambda: self.status(name).connected, timeout,
                      what=f"follower {name} to reconnect")
-        return done
 
     def wait_caught_up(self, timeout: float = CATCH_UP_TIMEOUT_S) -> bool:
         """Until every follower has applied the primary's last sequence (False if not

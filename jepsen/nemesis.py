@@ -221,6 +221,7 @@ class Clock(Nemesis):
         proc.stop()
         proc.server.env = env
         proc.start()
+        deployment.wait_serving()     # a restarted follower: until it hears its primary
 
 
 class Switchover(Nemesis):

@@ -61,9 +61,19 @@ def _fails(address: str) -> BaseException:
 def _all_serve(d: Deployment) -> None:
     for name, address, role in d.servers():
         # Retried as the harness's clients do: a follower's first forward after the
-        # primary restarted may find its channel still reconnecting (EIO, same id).
+        # primary restarted may find its channel still reconnecting, and a create whose
+        # outcome is unknown (EIO) is sent again with its request id once all serve.
         with Client(address, timeout=5, retry=RetryPolicy(attempts=8)) as c:
-            c.create(ROOT_INO, _unique("f"))
+            request_id, file_name = c.new_request_id(), _unique("f").encode()
+            for attempt in range(3):
+                try:
+                    c.call("create", parent=ROOT_INO, name=file_name, mode=0o644,
+                           request_id=request_id)
+                    break
+                except OSError as exc:
+                    if exc.errno != errno.EIO or attempt == 2:
+                        raise
+                    d.wait_serving()
         with Client(address, timeout=5, retry=ONCE) as c:
             assert c.getattr(ROOT_INO).ino == ROOT_INO
 
