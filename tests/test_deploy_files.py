@@ -6,7 +6,6 @@ serves it on."""
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import pathlib
 import re
@@ -50,7 +49,7 @@ def test_example_config_loads_and_documents_every_key():
     config = load_config(str(path))
     assert config.listen == "0.0.0.0:7420" and config.tls_cert and config.token_store
     written = set(re.findall(r"^([a-z_]+) =", path.read_text(), re.M))
-    assert written == {f.name for f in dataclasses.fields(ServerConfig)}
+    assert written == set(ServerConfig.model_fields)
 
 
 def test_systemd_unit_runs_a_known_command_with_hardening():

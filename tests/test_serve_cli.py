@@ -53,10 +53,14 @@ def test_toml_file_with_flags_on_top(tmp_path):
 
 @pytest.mark.parametrize("text, overrides, message", [
     ("workers = 4\nthreads = 2\n", {}, "unknown configuration keys: threads"),
-    ('workers = "many"\n', {}, "workers must be int"),
-    ("workers = 0\n", {}, "workers must be positive"),
+    ('workers = "many"\n', {}, "workers: input should be a valid integer, not .many."),
+    ("workers = 0\n", {}, "workers: input should be greater than 0, not 0"),
     ("workers = \n", {}, "not valid TOML"),
-    ("", {"listen": "7420"}, "listen must be HOST:PORT"),
+    ("workers = true\n", {}, "workers: input should be a valid integer, not True"),
+    ('log_level = "loud"\n', {}, "log_level: input should be 'debug', 'info', 'warning' or"),
+    ("access_log_sample = 1.5\n", {}, "access_log_sample: input should be less than or equal"),
+    ('tls_cert = "c.pem"\n', {}, "tls_cert and tls_key go together"),
+    ("", {"listen": "7420"}, "listen: must be HOST:PORT"),
     ("", {"meta_url": "memory://", "data_dir": "/x"}, "not both"),
 ])
 def test_bad_configuration_is_one_clear_error(tmp_path, text, overrides, message):
@@ -170,7 +174,7 @@ def test_busy_port_is_a_start_error():
 
 @pytest.mark.parametrize("args, message", [
     (["serve", "--bogus"], "No such option: --bogus"),
-    (["serve", "--listen", "nowhere"], "listen must be HOST:PORT"),
+    (["serve", "--listen", "nowhere"], "listen: must be HOST:PORT"),
     (["serve", "--config", "/nonexistent/metaserver.toml"], "cannot read config file"),
     (["serve", "--meta-url", "nosuch://x", "--listen", "127.0.0.1:0"], "unknown engine"),
 ])
