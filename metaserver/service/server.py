@@ -33,6 +33,7 @@ from metaserver.service.maintenance import Maintenance
 from metaserver.service.follower import FollowRefused, Follower
 from metaserver.service.node import Node
 from metaserver.service.replication import ReplicationServicer
+from metaserver.service.rpcmetrics import RpcMetrics
 from metaserver.service.servicer import MetadataServicer, add_service
 from metaserver.v1 import replication_pb2
 
@@ -216,9 +217,10 @@ def _serve_metrics(listen: str) -> None:
 def start(config: ServerConfig) -> RunningServer:
     """Open the engine and start serving on config.listen; raises StartError."""
     # Credentials first: a bad file must not leave an opened engine behind.
-    # The access log outermost: it sees the gatekeeper's refusals too.
+    # Metrics, then the access log, outside the gatekeeper: they see its refusals too.
     access_log = [AccessLog(config.access_log_sample)] if config.access_log_sample else []
-    credentials, interceptors = _server_credentials(config), access_log + _gatekeeper(config)
+    credentials = _server_credentials(config)
+    interceptors = [RpcMetrics(), *access_log, *_gatekeeper(config)]
     runner, follower = _open_runner(config)
     executor = ThreadPoolExecutor(config.workers, thread_name_prefix="metaserver-rpc")
     message_bytes = config.max_message_mb << 20
@@ -255,7 +257,7 @@ def start(config: ServerConfig) -> RunningServer:
     add_service(server, replication_pb2.DESCRIPTOR.services_by_name["Replication"],
                 ReplicationServicer(node))
     add_service(server, INFO_SERVICE,
-                InfoServicer(config, f"{config.listen.rpartition(':')[0]}:{port}"))
+                InfoServicer(config, f"{config.listen.rpartition(':')[0]}:{port}", runner))
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
         (SERVICE.full_name, replication_pb2.DESCRIPTOR.services_by_name["Replication"].full_name,

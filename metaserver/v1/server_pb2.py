@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1ametaserver/v1/server.proto\x12\rmetaserver.v1\"\r\n\x0bInfoRequest\"\x86\x02\n\tInfoReply\x12\x0f\n\x07version\x18\x01 \x01(\t\x12\x0e\n\x06\x65ngine\x18\x02 \x01(\t\x12\x16\n\x0euptime_seconds\x18\x03 \x01(\x01\x12\x17\n\x0fstarted_at_unix\x18\x04 \x01(\x01\x12\x0e\n\x06listen\x18\x05 \x01(\t\x12\x0b\n\x03tls\x18\x06 \x01(\x08\x12\x12\n\nmutual_tls\x18\x07 \x01(\x08\x12\x0e\n\x06tokens\x18\x08 \x01(\x08\x12\x18\n\x10\x63lient_ops_per_s\x18\t \x01(\x01\x12\x1d\n\x15\x63lient_max_concurrent\x18\n \x01(\r\x12\x1c\n\x14max_concurrent_calls\x18\x0b \x01(\r\x12\x0f\n\x07workers\x18\x0c \x01(\r2J\n\nServerInfo\x12<\n\x04Info\x12\x1a.metaserver.v1.InfoRequest\x1a\x18.metaserver.v1.InfoReplyb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1ametaserver/v1/server.proto\x12\rmetaserver.v1\"\r\n\x0bInfoRequest\"\x86\x02\n\tInfoReply\x12\x0f\n\x07version\x18\x01 \x01(\t\x12\x0e\n\x06\x65ngine\x18\x02 \x01(\t\x12\x16\n\x0euptime_seconds\x18\x03 \x01(\x01\x12\x17\n\x0fstarted_at_unix\x18\x04 \x01(\x01\x12\x0e\n\x06listen\x18\x05 \x01(\t\x12\x0b\n\x03tls\x18\x06 \x01(\x08\x12\x12\n\nmutual_tls\x18\x07 \x01(\x08\x12\x0e\n\x06tokens\x18\x08 \x01(\x08\x12\x18\n\x10\x63lient_ops_per_s\x18\t \x01(\x01\x12\x1d\n\x15\x63lient_max_concurrent\x18\n \x01(\r\x12\x1c\n\x14max_concurrent_calls\x18\x0b \x01(\r\x12\x0f\n\x07workers\x18\x0c \x01(\r\" \n\x0fSessionsRequest\x12\r\n\x05limit\x18\x01 \x01(\r\">\n\x07Session\x12\n\n\x02id\x18\x01 \x01(\x0c\x12\x17\n\x0f\x65xpires_unix_ns\x18\x02 \x01(\x03\x12\x0e\n\x06inodes\x18\x03 \x01(\r\"H\n\rSessionsReply\x12\r\n\x05\x63ount\x18\x01 \x01(\x04\x12(\n\x08sessions\x18\x02 \x03(\x0b\x32\x16.metaserver.v1.Session\"!\n\x12LinkParentsRequest\x12\x0b\n\x03ino\x18\x01 \x01(\x04\"+\n\nLinkParent\x12\x0e\n\x06parent\x18\x01 \x01(\x04\x12\r\n\x05links\x18\x02 \x01(\r\">\n\x10LinkParentsReply\x12*\n\x07parents\x18\x01 \x03(\x0b\x32\x19.metaserver.v1.LinkParent2\xe7\x01\n\nServerInfo\x12<\n\x04Info\x12\x1a.metaserver.v1.InfoRequest\x1a\x18.metaserver.v1.InfoReply\x12H\n\x08Sessions\x12\x1e.metaserver.v1.SessionsRequest\x1a\x1c.metaserver.v1.SessionsReply\x12Q\n\x0bLinkParents\x12!.metaserver.v1.LinkParentsRequest\x1a\x1f.metaserver.v1.LinkParentsReplyb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,6 +35,18 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_INFOREQUEST']._serialized_end=58
   _globals['_INFOREPLY']._serialized_start=61
   _globals['_INFOREPLY']._serialized_end=323
-  _globals['_SERVERINFO']._serialized_start=325
-  _globals['_SERVERINFO']._serialized_end=399
+  _globals['_SESSIONSREQUEST']._serialized_start=325
+  _globals['_SESSIONSREQUEST']._serialized_end=357
+  _globals['_SESSION']._serialized_start=359
+  _globals['_SESSION']._serialized_end=421
+  _globals['_SESSIONSREPLY']._serialized_start=423
+  _globals['_SESSIONSREPLY']._serialized_end=495
+  _globals['_LINKPARENTSREQUEST']._serialized_start=497
+  _globals['_LINKPARENTSREQUEST']._serialized_end=530
+  _globals['_LINKPARENT']._serialized_start=532
+  _globals['_LINKPARENT']._serialized_end=575
+  _globals['_LINKPARENTSREPLY']._serialized_start=577
+  _globals['_LINKPARENTSREPLY']._serialized_end=639
+  _globals['_SERVERINFO']._serialized_start=642
+  _globals['_SERVERINFO']._serialized_end=873
 # @@protoc_insertion_point(module_scope)

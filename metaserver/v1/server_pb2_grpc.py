@@ -39,6 +39,16 @@ class ServerInfoStub:
                 request_serializer=metaserver_dot_v1_dot_server__pb2.InfoRequest.SerializeToString,
                 response_deserializer=metaserver_dot_v1_dot_server__pb2.InfoReply.FromString,
                 _registered_method=True)
+        self.Sessions = channel.unary_unary(
+                '/metaserver.v1.ServerInfo/Sessions',
+                request_serializer=metaserver_dot_v1_dot_server__pb2.SessionsRequest.SerializeToString,
+                response_deserializer=metaserver_dot_v1_dot_server__pb2.SessionsReply.FromString,
+                _registered_method=True)
+        self.LinkParents = channel.unary_unary(
+                '/metaserver.v1.ServerInfo/LinkParents',
+                request_serializer=metaserver_dot_v1_dot_server__pb2.LinkParentsRequest.SerializeToString,
+                response_deserializer=metaserver_dot_v1_dot_server__pb2.LinkParentsReply.FromString,
+                _registered_method=True)
 
 
 class ServerInfoServicer:
@@ -50,6 +60,20 @@ class ServerInfoServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Sessions(self, request, context):
+        """Client sessions (metafs mounts) with their leases and what they hold.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def LinkParents(self, request, context):
+        """The directories holding links to a non-directory, and how many from each.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ServerInfoServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -57,6 +81,16 @@ def add_ServerInfoServicer_to_server(servicer, server):
                     servicer.Info,
                     request_deserializer=metaserver_dot_v1_dot_server__pb2.InfoRequest.FromString,
                     response_serializer=metaserver_dot_v1_dot_server__pb2.InfoReply.SerializeToString,
+            ),
+            'Sessions': grpc.unary_unary_rpc_method_handler(
+                    servicer.Sessions,
+                    request_deserializer=metaserver_dot_v1_dot_server__pb2.SessionsRequest.FromString,
+                    response_serializer=metaserver_dot_v1_dot_server__pb2.SessionsReply.SerializeToString,
+            ),
+            'LinkParents': grpc.unary_unary_rpc_method_handler(
+                    servicer.LinkParents,
+                    request_deserializer=metaserver_dot_v1_dot_server__pb2.LinkParentsRequest.FromString,
+                    response_serializer=metaserver_dot_v1_dot_server__pb2.LinkParentsReply.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -86,6 +120,60 @@ class ServerInfo:
             '/metaserver.v1.ServerInfo/Info',
             metaserver_dot_v1_dot_server__pb2.InfoRequest.SerializeToString,
             metaserver_dot_v1_dot_server__pb2.InfoReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Sessions(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/metaserver.v1.ServerInfo/Sessions',
+            metaserver_dot_v1_dot_server__pb2.SessionsRequest.SerializeToString,
+            metaserver_dot_v1_dot_server__pb2.SessionsReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def LinkParents(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/metaserver.v1.ServerInfo/LinkParents',
+            metaserver_dot_v1_dot_server__pb2.LinkParentsRequest.SerializeToString,
+            metaserver_dot_v1_dot_server__pb2.LinkParentsReply.FromString,
             options,
             channel_credentials,
             insecure,
