@@ -162,7 +162,7 @@ def test_in_process_run_accounts_for_every_item(tmp_path, capsys):
     out = tmp_path / "run.json"
     argv = ["-n", "24", "-z", "1", "-b", "2", "-i", "2", "-w", "4096", "-C", "-T", "-E",
             "-U", "-r", "--inflight", "3", "--meta-url", "memory://", "--json", str(out),
-            "--baseline", f"raw,localfs:{tmp_path}"]
+            "--baseline", f"raw,localfs:{tmp_path}", "--window", "0.05"]
     assert cli.main(argv) == 0
     doc = json.loads(out.read_text())
     _check_schema(doc)
@@ -173,9 +173,11 @@ def test_in_process_run_accounts_for_every_item(tmp_path, capsys):
         assert phases[key]["items"] == 2 * 24, key              # 8 per directory
         assert phases[key]["errors"] == 0, key
         assert len(phases[key]["rates"]) == 2
-    for label in ("raw", f"localfs:{tmp_path}"):
-        assert set(doc["ratios"][label]) == set(phases)
-        assert doc["baselines"][label]["file_create"]["items"] == 48
+    # raw is interleaved in the item phases; localfs runs the whole plan after
+    assert set(doc["ratios"]["raw"]) == {key for key in phases if not key.startswith("tree")}
+    assert doc["baselines"]["raw"]["file_create"]["items"] > 0
+    assert set(doc["ratios"][f"localfs:{tmp_path}"]) == set(phases)
+    assert doc["baselines"][f"localfs:{tmp_path}"]["file_create"]["items"] == 48
     assert list(tmp_path.iterdir()) == [out]                    # localfs cleaned up
     printed = capsys.readouterr().out
     assert "File creation" in printed and "x localfs" in printed
@@ -206,6 +208,31 @@ def test_served_run_with_batches_processes_and_baselines(server, tmp_path):
     from metaserver.client import Client
     with Client(server.address) as c:
         assert [e.name for e in c.readdir(1)] == []
+
+
+def test_echo_baseline_alternates_with_the_target_in_windows(server, tmp_path):
+    out = tmp_path / "run.json"
+    argv = ["-n", "1500", "-F", "-C", "-T", "-P", "2", "--inflight", "2", "--server",
+            server.address, "--baseline", "echo", "--window", "0.1", "--json", str(out)]
+    assert cli.main(argv) == 0
+    doc = json.loads(out.read_text())
+    assert doc["interleaved"] == {"window_s": 0.1, "baselines": ["echo"]}
+    for key in ("file_create", "file_stat"):
+        for rank in (0, 1):
+            mine = sorted((w for w in doc["windows"][key] if w[1] == rank), key=lambda w: w[4])
+            labels = [w[2] for w in mine]
+            assert len(labels) >= 4, labels                  # several rounds
+            assert labels == ["metaserver", "echo"] * (len(labels) // 2), labels
+            assert [w[3] for w in mine] == [n // 2 for n in range(len(mine))]
+            assert all(a[5] <= b[4] for a, b in zip(mine, mine[1:]))   # one after another
+            assert sum(w[6] for w in mine if w[2] == "metaserver") == 1500
+        paired = doc["paired"]["echo"][key]
+        assert paired["windows"] >= 2
+        assert paired["ratio"]["min"] <= doc["ratios"]["echo"][key] <= paired["ratio"]["max"]
+        assert paired["baseline"]["min"] > 0
+    # the two processes switch together: their windows of one round overlap in time
+    first = {w[1]: w for w in doc["windows"]["file_create"] if w[3] == 1 and w[2] == "echo"}
+    assert first[0][4] < first[1][5] and first[1][4] < first[0][5]
 
 
 def test_scale_writes_steps_and_projection(tmp_path):

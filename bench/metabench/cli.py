@@ -72,19 +72,28 @@ def run(c: Config, argv: list[str]) -> int:
     _probe(c)
     tty = sys.stderr.isatty()
     facts = machine.facts()
-    target = stats.summarize(driver.run(c, target_specs(c), "metaserver", tty))
-    baselines = {}
+    baselines, paired = {}, {}
     scratch = tempfile.mkdtemp(prefix="metabench-")
     try:
+        mixed = [b for b in c.baselines if c.interleaved(b)]
+        per_rank = [[(b.label, baseline_specs(c, b, scratch)[rank]) for b in mixed]
+                    for rank in range(c.processes)]
+        result = driver.run(c, target_specs(c), "metaserver", tty, per_rank)
+        target = stats.summarize(result)
         for b in c.baselines:
-            baselines[b.label] = stats.summarize(
-                driver.run(c, baseline_specs(c, b, scratch), b.label, tty))
+            if c.interleaved(b):
+                baselines[b.label] = stats.summarize(result, b.label)
+                paired[b.label] = stats.paired_by_phase(result, b.label)
+            else:
+                baselines[b.label] = stats.summarize(
+                    driver.run(c, baseline_specs(c, b, scratch), b.label, tty))
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     facts["load_average_end"] = list(os.getloadavg())
-    report.print_summary(c, target, baselines)
+    report.print_summary(c, target, baselines, paired)
     if c.json:
-        report.write_json(c.json, report.document(c, argv, facts, target, baselines))
+        report.write_json(c.json, report.document(c, argv, facts, target, baselines, paired,
+                                                  result))
     if c.plot:
         from metabench.plot import plot
         plot(c.plot, report.describe(c), target, baselines)

@@ -51,6 +51,8 @@ class Config:
     meta_url: str = ""              # --meta-url URL (in process)
     baselines: tuple[Baseline, ...] = ()
     raw_url: str = ""               # engine for the raw baseline; empty: like the target
+    window: float = 1.0             # --window: seconds per interleaved window
+    separate_baselines: bool = False   # --separate-baselines: echo and raw after the target
     json: str = ""
     plot: str = ""
     preset: str = ""                # "io500-easy", "io500-hard" or ""
@@ -60,6 +62,10 @@ class Config:
     @property
     def target(self) -> str:
         return self.server or self.meta_url
+
+    def interleaved(self, b: Baseline) -> bool:
+        """Echo and raw alternate with the target in short windows; localfs runs after."""
+        return b.kind in ("echo", "raw") and not self.separate_baselines
 
     def to_json(self) -> dict:
         out = dataclasses.asdict(self)
@@ -125,6 +131,11 @@ def parser() -> argparse.ArgumentParser:
                    help="comma-separated: echo, raw, localfs:PATH")
     p.add_argument("--raw-url", default="", metavar="URL",
                    help="engine for the raw baseline (default: a temporary one of the target's kind)")
+    p.add_argument("--window", type=non_negative(float), default=1.0, metavar="S",
+                   help="echo and raw baselines run interleaved with each timed phase, in "
+                        "alternating windows of S seconds (default 1)")
+    p.add_argument("--separate-baselines", action="store_true",
+                   help="run echo and raw after the target, as whole runs of their own")
     p.add_argument("--json", default="", metavar="FILE")
     p.add_argument("--plot", default="", metavar="FILE.png")
     p.add_argument("--timeout", type=non_negative(float), default=30.0, help="seconds per call")
@@ -189,7 +200,8 @@ def from_args(argv: list[str]) -> Config:
         inflight=a.inflight, batch=a.batch, meta_url=a.meta_url,
         server=a.server or ("" if a.meta_url else
                             os.environ.get("METASERVER_ADDRESS", DEFAULT_SERVER)),
-        baselines=parse_baselines(a.baseline), raw_url=a.raw_url, json=a.json, plot=a.plot,
+        baselines=parse_baselines(a.baseline), raw_url=a.raw_url, window=a.window,
+        separate_baselines=a.separate_baselines, json=a.json, plot=a.plot,
         preset=preset, timeout=a.timeout, token=_token(a))
     validate(config)
     return config
@@ -207,6 +219,8 @@ def validate(c: Config) -> None:
             raise ConfigError(f"{name} must be at least 1")
     if c.branch < 1:
         raise ConfigError("-b (branching factor) must be at least 1")
+    if c.window <= 0:
+        raise ConfigError("--window must be more than 0 seconds")
     if c.batch > BATCH_MAX:
         raise ConfigError(f"--batch holds at most {BATCH_MAX} operations")
     if c.meta_url and c.processes > 1:

@@ -42,15 +42,18 @@ def expected_items(config: Config, phase: Phase) -> int:
     return s.items * config.processes
 
 
-def run(config: Config, specs: list[TargetSpec], label: str, show_progress: bool) -> RunResult:
-    """Run every phase of the plan with one process per spec."""
+def run(config: Config, specs: list[TargetSpec], label: str, show_progress: bool,
+        interleaved: list[list[tuple[str, TargetSpec]]] | None = None) -> RunResult:
+    """Run every phase of the plan with one process per spec; process i also holds
+    `interleaved[i]`, the (label, spec) of each baseline interleaved with the target."""
     ctx = multiprocessing.get_context("spawn")   # no fork under gRPC's threads
     barrier = ctx.Barrier(len(specs))
     results = ctx.Queue()
     progress = ctx.RawArray("q", 2 * len(specs))
     run_name = f"metabench.{os.getpid()}.{secrets.token_hex(4)}"
     procs = [ctx.Process(target=worker.main, daemon=True,
-                         args=(rank, config, spec, barrier, results, progress, run_name))
+                         args=(rank, config, spec, barrier, results, progress, run_name,
+                               interleaved[rank] if interleaved else []))
              for rank, spec in enumerate(specs)]
     for p in procs:
         p.start()

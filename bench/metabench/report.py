@@ -1,6 +1,25 @@
 """Report a run: the mdtest-style summary table (with latency percentiles and the ratio
 of each phase to each baseline), and the JSON document holding every figure, the
-configuration and the machine facts."""
+configuration and the machine facts.
+
+The JSON document (schema 2):
+  tool, schema, command, config, shape, machine (with load averages at start and end),
+  latency_unit;
+  phases:    {phase key: figures}, figures = rate (mean of iterations), min, max, mean,
+             stddev, rates (per iteration), items, errors, first_error, requests,
+             latency_ms {p50, p99, p99.9, mean};
+  baselines: {label: {phase key: figures}}; an interleaved baseline (echo, raw unless
+             --separate-baselines) has figures for the item phases only, from its
+             windows (rate = its items / its windows' time);
+  ratios:    {label: {phase key: target / baseline}}: for an interleaved baseline the
+             median of the per-round ratios of paired windows, else of the mean rates;
+  paired:    {label: {phase key: {windows, target, baseline, ratio}}}, each of target,
+             baseline and ratio a {min, median, max} over the rounds (items/s of all
+             processes in the round's window / the longest of those windows);
+  windows:   {phase key: [[iteration, process, label, round, start, end, items], ...]}:
+             every window of every process, start and end in Unix seconds;
+  interleaved: {window_s, baselines}.
+"""
 
 from __future__ import annotations
 
@@ -10,11 +29,13 @@ from rich.console import Console
 from rich.table import Table
 
 from metabench.config import Config
+from metabench.driver import RunResult
+from metabench.interleave import Paired
 from metabench.phases import title
 from metabench.stats import PERCENTILES, PhaseStats, ratios
 from metabench.tree import from_config
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 
 def describe(c: Config) -> str:
@@ -31,8 +52,17 @@ def describe(c: Config) -> str:
             f"{c.iterations} iteration(s){f', stonewall {c.stonewall:g} s' if c.stonewall else ''}")
 
 
+def all_ratios(target: dict[str, PhaseStats], baselines: dict[str, dict[str, PhaseStats]],
+               paired: dict[str, dict[str, Paired]]) -> dict[str, dict[str, float]]:
+    """Per baseline and phase: the median paired ratio if interleaved, else of the means."""
+    return {label: ({key: p.to_json()["ratio"]["median"] for key, p in paired[label].items()
+                     if p.ratio} if label in paired else ratios(target, stats))
+            for label, stats in baselines.items()}
+
+
 def table(c: Config, target: dict[str, PhaseStats],
-          baselines: dict[str, dict[str, PhaseStats]]) -> Table:
+          baselines: dict[str, dict[str, PhaseStats]],
+          paired: dict[str, dict[str, Paired]]) -> Table:
     t = Table(title=f"SUMMARY rate (items/s), {c.iterations} iteration(s); latency per request (ms)",
               title_justify="left", box=None, pad_edge=False)
     t.add_column("Operation", justify="left")
@@ -44,7 +74,7 @@ def table(c: Config, target: dict[str, PhaseStats],
         short = label.split(":")[0]     # localfs:PATH -> localfs; the path is in the heading
         t.add_column(f"{short} /s", justify="right")
         t.add_column(f"x {short}", justify="right")
-    per_baseline = {label: ratios(target, stats) for label, stats in baselines.items()}
+    per_baseline = all_ratios(target, baselines, paired)
     for key, s in target.items():
         row = [title(key), *(f"{v:,.1f}" for v in (s.max, s.min, s.mean, s.stddev)),
                *(f"{v:.3f}" for v in s.latency_ms().values())]
@@ -56,14 +86,34 @@ def table(c: Config, target: dict[str, PhaseStats],
     return t
 
 
+def paired_table(paired: dict[str, dict[str, Paired]]) -> Table:
+    t = Table(title="PAIRED WINDOWS (items/s per round: min / median / max)",
+              title_justify="left", box=None, pad_edge=False)
+    for name in ("Operation", "baseline", "rounds", "metaserver", "baseline /s", "ratio"):
+        t.add_column(name, justify="left" if name in ("Operation", "baseline") else "right")
+    for label, phases in paired.items():
+        for key, p in phases.items():
+            j = p.to_json()
+            rates = [" / ".join(f"{j[k][m]:,.0f}" for m in ("min", "median", "max"))
+                     for k in ("target", "baseline")]
+            ratio = " / ".join(f"{j['ratio'][m]:.2f}" for m in ("min", "median", "max"))
+            t.add_row(title(key), label, str(j["windows"]), *rates, ratio)
+    return t
+
+
 def print_summary(c: Config, target: dict[str, PhaseStats],
-                  baselines: dict[str, dict[str, PhaseStats]]) -> None:
+                  baselines: dict[str, dict[str, PhaseStats]],
+                  paired: dict[str, dict[str, Paired]]) -> None:
     console = Console(width=110 + 24 * len(baselines))
     console.print(f"metabench: {describe(c)}", highlight=False)
     if baselines:
-        console.print(f"baselines: {', '.join(baselines)}; x = metaserver rate / baseline rate",
+        console.print(f"baselines: {', '.join(baselines)}; x = metaserver rate / baseline rate"
+                      + (f" ({', '.join(paired)}: interleaved in {c.window:g} s windows, "
+                         "x = median of the paired windows' ratios)" if paired else ""),
                       highlight=False)
-    console.print(table(c, target, baselines))
+    console.print(table(c, target, baselines, paired))
+    if paired:
+        console.print(paired_table(paired))
     for key, s in target.items():
         if s.errors:
             console.print(f"warning: {title(key)}: {s.errors} failed operations, "
@@ -71,7 +121,8 @@ def print_summary(c: Config, target: dict[str, PhaseStats],
 
 
 def document(c: Config, argv: list[str], machine: dict, target: dict[str, PhaseStats],
-             baselines: dict[str, dict[str, PhaseStats]]) -> dict:
+             baselines: dict[str, dict[str, PhaseStats]], paired: dict[str, dict[str, Paired]],
+             result: RunResult) -> dict:
     shape = from_config(c)
     return {
         "tool": "metabench", "schema": SCHEMA_VERSION, "command": ["metabench", *argv],
@@ -84,8 +135,22 @@ def document(c: Config, argv: list[str], machine: dict, target: dict[str, PhaseS
         "phases": {key: s.to_json() for key, s in target.items()},
         "baselines": {label: {key: s.to_json() for key, s in stats.items()}
                       for label, stats in baselines.items()},
-        "ratios": {label: ratios(target, stats) for label, stats in baselines.items()},
+        "ratios": all_ratios(target, baselines, paired),
+        "paired": {label: {key: p.to_json() for key, p in phases.items()}
+                   for label, phases in paired.items()},
+        "windows": windows(result),
+        "interleaved": {"window_s": c.window, "baselines": list(paired)},
     }
+
+
+def windows(result: RunResult) -> dict[str, list[list]]:
+    out: dict[str, list[list]] = {}
+    for phase, outcomes in zip(result.phases, result.outcomes):
+        for rank, o in enumerate(outcomes):
+            out.setdefault(phase.key, []).extend(
+                [phase.iteration, rank, w.label, w.round, w.start, w.end, w.items]
+                for w in o.windows)
+    return {key: rows for key, rows in out.items() if rows}
 
 
 def write_json(path: str, doc: dict) -> None:

@@ -1,6 +1,6 @@
 """Figures from outcomes: mdtest's rate per phase (items of all processes / the slowest
 process's time), its max/min/mean/stddev across iterations, and request latency
-percentiles."""
+percentiles; for interleaved baselines, the rates of paired windows."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import numpy as np
 
 from metabench.driver import RunResult
 from metabench.execute import Outcome
+from metabench.interleave import Paired, paired
 
 PERCENTILES = {"p50": 50.0, "p99": 99.0, "p99.9": 99.9}
 
@@ -59,10 +60,15 @@ def phase_rate(outcomes: list[Outcome]) -> float:
     return sum(o.items for o in outcomes) / slowest if slowest > 0 else 0.0
 
 
-def summarize(result: RunResult) -> dict[str, PhaseStats]:
-    """Per phase key ("file_create", ...) in plan order."""
+def summarize(result: RunResult, baseline: str = "") -> dict[str, PhaseStats]:
+    """Per phase key ("file_create", ...) in plan order: the target's figures, or with
+    `baseline` those of that interleaved baseline (in the phases it ran in)."""
     out: dict[str, PhaseStats] = {}
     for phase, outcomes in zip(result.phases, result.outcomes):
+        if baseline:
+            if not all(baseline in o.baselines for o in outcomes):
+                continue
+            outcomes = [o.baselines[baseline] for o in outcomes]
         stats = out.setdefault(phase.key, PhaseStats(phase.key, [], 0, 0, "",
                                                      np.zeros(0, np.float32)))
         stats.rates.append(phase_rate(outcomes))
@@ -72,6 +78,15 @@ def summarize(result: RunResult) -> dict[str, PhaseStats]:
             (o.first_error for o in outcomes if o.first_error), "")
         stats.latencies = np.concatenate([stats.latencies] + [o.latencies for o in outcomes])
     return out
+
+
+def paired_by_phase(result: RunResult, baseline: str) -> dict[str, Paired]:
+    """Per phase key the target and `baseline` rates of each round, over all iterations."""
+    by_key: dict[str, list[list[Outcome]]] = {}
+    for phase, outcomes in zip(result.phases, result.outcomes):
+        if all(baseline in o.baselines for o in outcomes):
+            by_key.setdefault(phase.key, []).append(outcomes)
+    return {key: paired(runs, baseline) for key, runs in by_key.items()}
 
 
 def ratios(target: dict[str, PhaseStats], baseline: dict[str, PhaseStats]) -> dict[str, float]:

@@ -1,6 +1,10 @@
 """One client process: open its target, then for every phase of the plan wait at the
 barrier with the other processes, do its share of the phase, and report what it did.
 
+With interleaved baselines (echo, raw) the process holds them open too, and each
+timed item phase alternates windows of the target and of each baseline
+(metabench.interleave).
+
 Work a run needs but does not time (creating items for a stat-only run, removing what
 a stonewall left behind, finding a shared tree made by process 0) is done between the
 timed phases.
@@ -11,19 +15,19 @@ from __future__ import annotations
 import time
 from threading import BrokenBarrierError
 
-import numpy as np
-
-from metabench import tree
+from metabench import interleave, tree
 from metabench.config import Config
-from metabench.execute import Outcome, execute
+from metabench.execute import Outcome, Requests, execute
 from metabench.phases import TARGET_OP, Phase, item_kinds, item_phases, plan
 from metabench.targets import Item, TargetSpec, open_target
 
 
 class Worker:
     def __init__(self, rank: int, config: Config, spec: TargetSpec, barrier, results,
-                 progress, run_name: str) -> None:
+                 progress, run_name: str, interleaved: list[tuple[str, TargetSpec]]) -> None:
         self.rank, self.config, self.spec = rank, config, spec
+        self.interleaved_specs = interleaved
+        self.baselines: list[interleave.Baseline] = []
         self.barrier, self.results, self.progress = barrier, results, progress
         self.run_name = run_name
         self.shape = tree.from_config(config)
@@ -38,6 +42,8 @@ class Worker:
     def main(self) -> None:
         self.target = open_target(self.spec)
         try:
+            for label, spec in self.interleaved_specs:
+                self.baselines.append(interleave.Baseline(label, open_target(spec)))
             self._open_run_dir()
             for index, phase in enumerate(plan(self.config)):
                 self._phase(index, phase)
@@ -45,6 +51,8 @@ class Worker:
             if self.rank == 0:
                 self.target.run("rmdir", [Item(self.target.root, self.run_name)], False)
         finally:
+            for b in self.baselines:
+                b.target.close()
             self.target.close()
 
     def _open_run_dir(self) -> None:
@@ -95,7 +103,7 @@ class Worker:
             got = execute(self.target, TARGET_OP[("tree", op)], level, self._node_item,
                           self._node_result(op), inflight=self.config.inflight,
                           batch=self.config.batch, progress=self._count)
-            _add(total, got)
+            total.add(got)
         total.seconds = time.perf_counter() - start
         return total
 
@@ -161,28 +169,37 @@ class Worker:
         return record
 
     def _items(self, phase: Phase, timed: bool = True) -> Outcome:
-        return execute(self.target, phase.target_op, self._eligible(phase.kind, phase.op),
-                       self._item(phase.kind), self._on_result(phase.kind, phase.op),
-                       inflight=self.config.inflight, batch=self.config.batch,
-                       stonewall=self.config.stonewall if timed else 0.0, progress=self._count if timed else (lambda n: None))
+        c = self.config
+        requests = Requests(self._eligible(phase.kind, phase.op), c.batch)
+
+        def run(requests: Requests, until: float | None, stonewall: float = 0.0) -> Outcome:
+            return execute(self.target, phase.target_op, requests, self._item(phase.kind),
+                           self._on_result(phase.kind, phase.op), inflight=c.inflight,
+                           batch=c.batch, stonewall=stonewall, until=until,
+                           progress=self._count if timed else (lambda n: None))
+
+        if not timed:
+            return run(requests, None)
+        if not self.baselines:
+            return run(requests, None, c.stonewall)
+        if c.stonewall:     # the stonewall bounds the target's windows, not the baselines'
+            stop = time.perf_counter() + c.stonewall
+            return interleave.run_phase(lambda r, until: run(r, min(until, stop)), requests,
+                                        self.baselines, phase.target_op, self.rank, c.window,
+                                        inflight=c.inflight, batch=c.batch, stop=stop)
+        return interleave.run_phase(run, requests, self.baselines, phase.target_op,
+                                    self.rank, c.window, inflight=c.inflight, batch=c.batch)
 
     def _untimed(self, kind: str, op: str) -> None:
         if self._eligible(kind, op):
             self._items(Phase(-1, kind, op), timed=False)
 
 
-def _add(total: Outcome, more: Outcome) -> None:
-    total.items += more.items
-    total.errors += more.errors
-    total.first_error = total.first_error or more.first_error
-    total.latencies = np.concatenate([total.latencies, more.latencies])
-
-
 def main(rank: int, config: Config, spec: TargetSpec, barrier, results, progress,
-         run_name: str) -> None:
+         run_name: str, interleaved: list[tuple[str, TargetSpec]]) -> None:
     """Process entry point: failures travel to the parent as one line."""
     try:
-        Worker(rank, config, spec, barrier, results, progress, run_name).main()
+        Worker(rank, config, spec, barrier, results, progress, run_name, interleaved).main()
     except BrokenBarrierError:
         pass                 # the parent gave up on the run; it says why
     except Exception as exc:
