@@ -16,12 +16,19 @@ of one inode sit together.
 |                             | its last unlink leaves it (nlink 0) until released      |
 | `A` ino:8 `K` session:16    | locks of one owner: msgpack [[type, start, end, pid]];  |
 |   owner:8 flock:1           | flock 1 = flock(2), 0 = POSIX byte ranges               |
+| `A` ino:8 `T`               | directory tree totals, folded: size:8 files:8 dirs:8    |
+|                             | signed, of everything below the directory (ops/quota.py)|
 | `L` session:16              | client session lease: expires_ns:8 (ops/sessions.py)    |
 | `L` session:16 ino:8        | (empty) the session holds or locks that inode           |
 | `C` name                    | counter: value:8 signed (nextInode, nextSlice,          |
 |                             | usedBytes, usedInodes, format)                          |
 | `U` writer:8 n:8            | statfs delta: bytes:8 inodes:8 signed; blind-written by |
 |                             | mutations, folded into the counters by maintenance      |
+| `Q` ino:8                   | directory quota: max_bytes:8 max_inodes:8 (0: no limit) |
+| `W` ino:8 writer:8 n:8      | tree-totals delta of directory ino: size:8 files:8      |
+|                             | dirs:8 signed; blind-written by mutations below it      |
+|                             | (a quota'd directory's totals are updated in place),    |
+|                             | folded into its `T` key by maintenance                  |
 | `R` request-id              | idempotency: time_ns:8, op (length-prefixed), encoded   |
 |                             | first result                                            |
 | `\\xff...`                   | owned by the engine layer (change log: engines.contract;|
@@ -36,6 +43,10 @@ of one inode sit together.
 
 Hard links: a file with one link keeps its parent in attr.parent; with more, parent
 is 0 and `P` keys count links per parent (they sum to nlink).
+
+Tree totals: a directory's `T` plus its pending `W` deltas count every entry below it
+(files and directories, at any depth; a file with two names counts twice) and the bytes
+of the regular files they name; `metactl summary` reads them, quotas limit them.
 """
 
 from __future__ import annotations
@@ -46,7 +57,8 @@ from typing import NamedTuple
 
 import msgpack
 
-from metaserver.types import Attr, CompactResult, DirPage, Entry, FileType, Slice, StatFs
+from metaserver.types import (Attr, CompactResult, DirPage, Entry, FileType, Quota, Slice,
+                              StatFs, Summary, TreeCheck)
 
 FORMAT_VERSION = 1
 
@@ -56,6 +68,8 @@ _SLICE = struct.Struct(">IQIII")
 _I64 = struct.Struct(">q")
 _DELTA = struct.Struct(">qq")
 _COUNT = struct.Struct(">I")
+_TREE = struct.Struct(">qqq")
+_QUOTA = struct.Struct(">QQ")
 
 INODE_PREFIX = b"A"
 COUNTER_PREFIX = b"C"
@@ -66,13 +80,18 @@ REQUEST_END = b"S"
 SESSION_PREFIX = b"L"
 SESSION_END = b"M"
 SESSION_ID_LEN = 16
+QUOTA_PREFIX = b"Q"
+QUOTA_END = b"R"
+TREE_DELTA_PREFIX = b"W"
+TREE_DELTA_END = b"X"
 
 
 # The tag after `A` ino:8 says what an inode key holds.
 ATTR_TAG, ENTRY_TAG, PARENT_TAG, CHUNK_TAG, SYMLINK_TAG, XATTR_TAG = \
     b"I", b"D", b"P", b"C", b"S", b"X"
 HOLD_TAG, LOCK_TAG = b"H", b"K"       # client sessions' open-unlinked holds and locks
-_TAGS = {FileType.DIRECTORY: frozenset({ATTR_TAG, XATTR_TAG, ENTRY_TAG, LOCK_TAG}),
+TREE_TAG = b"T"                       # a directory's folded tree totals
+_TAGS = {FileType.DIRECTORY: frozenset({ATTR_TAG, XATTR_TAG, ENTRY_TAG, LOCK_TAG, TREE_TAG}),
          FileType.REGULAR: frozenset({ATTR_TAG, XATTR_TAG, CHUNK_TAG, PARENT_TAG, HOLD_TAG,
                                       LOCK_TAG}),
          FileType.SYMLINK: frozenset({ATTR_TAG, XATTR_TAG, SYMLINK_TAG, PARENT_TAG})}
@@ -237,6 +256,30 @@ def delta_number(key: bytes) -> int:
     return int.from_bytes(key[9:17], "big")
 
 
+def tree_key(ino: int) -> bytes:
+    return INODE_PREFIX + _ino(ino) + TREE_TAG
+
+
+def tree_delta_key(ino: int, writer: int, n: int) -> bytes:
+    return TREE_DELTA_PREFIX + _ino(ino) + writer.to_bytes(8, "big") + n.to_bytes(8, "big")
+
+
+def tree_delta_range(ino: int) -> tuple[bytes, bytes]:
+    return TREE_DELTA_PREFIX + _ino(ino), TREE_DELTA_PREFIX + _ino(ino + 1)
+
+
+def tree_delta_ino(key: bytes) -> int:
+    return int.from_bytes(key[1:9], "big")
+
+
+def quota_key(ino: int) -> bytes:
+    return QUOTA_PREFIX + _ino(ino)
+
+
+def quota_ino(key: bytes) -> int:
+    return int.from_bytes(key[1:9], "big")
+
+
 def request_key(request_id: bytes) -> bytes:
     return b"R" + request_id
 
@@ -290,6 +333,25 @@ def decode_delta(data: bytes) -> tuple[int, int]:
     return _DELTA.unpack(data)
 
 
+def encode_tree(stat: Summary) -> bytes:
+    return _TREE.pack(stat.size, stat.files, stat.dirs)
+
+
+def decode_tree(data: bytes | None) -> Summary:
+    if not data:
+        return Summary()
+    size, files, dirs = _TREE.unpack(data)
+    return Summary(dirs, files, size)
+
+
+def encode_quota(max_bytes: int, max_inodes: int) -> bytes:
+    return _QUOTA.pack(max_bytes, max_inodes)
+
+
+def decode_quota(data: bytes) -> tuple[int, int]:
+    return _QUOTA.unpack(data)
+
+
 def encode_count(n: int) -> bytes:
     return _COUNT.pack(n)
 
@@ -302,7 +364,8 @@ def decode_count(data: bytes | None) -> int:
 # msgpack (the same bytes on every Python version; records are dumped and replicated),
 # dataclasses as an extension type tagged with their name, enums as their integers.
 
-_VALUE_TYPES = {cls.__name__: cls for cls in (Attr, Entry, DirPage, StatFs, Slice, CompactResult)}
+_VALUE_TYPES = {cls.__name__: cls for cls in (Attr, Entry, DirPage, StatFs, Slice, CompactResult,
+                                               Summary, Quota, TreeCheck)}
 _DATACLASS_EXT = 1
 _ENUM_FIELDS = {(Attr, 1), (Entry, 2)}     # (class, field index) holding a FileType
 _TIME = struct.Struct(">q")

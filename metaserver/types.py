@@ -141,3 +141,39 @@ class Slice:
 class CompactResult:
     slices: list[Slice]
     released: list[int] = field(default_factory=list)   # slice ids no longer referenced
+
+
+@dataclass(slots=True)
+class Summary:
+    """du-like totals of a directory tree, the directory itself not counted: every
+    entry below it (a file with two names counts twice), and regular-file bytes."""
+    dirs: int = 0
+    files: int = 0
+    size: int = 0
+
+    @property
+    def inodes(self) -> int:
+        return self.dirs + self.files
+
+
+@dataclass(slots=True)
+class Quota:
+    """A directory's limits (0: none) and what its tree uses."""
+    ino: int
+    max_bytes: int
+    max_inodes: int
+    used_bytes: int
+    used_inodes: int
+
+
+@dataclass(slots=True)
+class TreeCheck:
+    """A directory tree's totals as kept incrementally and as found by a walk."""
+    ino: int
+    kept: Summary
+    walked: Summary
+    repaired: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return self.kept == self.walked

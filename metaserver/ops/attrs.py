@@ -6,6 +6,7 @@ import errno
 
 from metaserver.errors import FsError
 from metaserver.ops.metatx import MetaTx
+from metaserver.ops.quota import TreeChange
 from metaserver.types import CHUNK_SIZE, MAX_FILE_SIZE, Attr, FileType, SetAttrMask, Slice
 
 _ALL = int(sum(SetAttrMask))   # a plain int: ~ on an IntFlag keeps only known bits
@@ -60,5 +61,6 @@ def truncate(tx: MetaTx, a: Attr, size: int) -> None:
             if slices:
                 end = min(CHUNK_SIZE, a.size - last * CHUNK_SIZE)
                 tx.put_chunk(a.ino, last, slices + [Slice(offset, 0, 0, 0, end - offset)])
+    TreeChange(tx).add_file_size(a, size - a.size).apply()
     tx.account(size - a.size, 0)
     a.size = size

@@ -11,6 +11,7 @@ import errno
 
 from metaserver.errors import FsError
 from metaserver.ops.metatx import MetaTx
+from metaserver.ops.quota import TreeChange
 from metaserver.types import CHUNK_SIZE, MAX_FILE_SIZE, Attr, CompactResult, FileType, Slice
 
 SLICE_ID_BATCH_MAX = 1 << 20
@@ -51,6 +52,7 @@ def write_slice(tx: MetaTx, *, ino: int, index: int, slice: Slice) -> Attr:
     tx.append_slice(ino, index, s)
     end = index * CHUNK_SIZE + s.pos + s.len
     if end > a.size:
+        TreeChange(tx).add_file_size(a, end - a.size).apply()
         tx.account(end - a.size, 0)
         a.size = end
     a.mtime_ns = a.ctime_ns = tx.now

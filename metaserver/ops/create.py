@@ -6,6 +6,7 @@ import errno
 
 from metaserver.errors import FsError
 from metaserver.ops.metatx import MetaTx
+from metaserver.ops.quota import TreeChange
 from metaserver.types import LINK_MAX, SYMLINK_MAX, Entry, FileType
 
 _MKNOD_TYPES = {FileType.REGULAR, FileType.FIFO, FileType.SOCKET,
@@ -24,6 +25,7 @@ def mknod(tx: MetaTx, *, parent: int, name: bytes, type: FileType = FileType.REG
                      rdev=rdev if type in (FileType.CHAR_DEVICE, FileType.BLOCK_DEVICE) else 0)
     tx.put_dentry(parent, name, type, a.ino)
     tx.touch_dir(pattr)
+    TreeChange(tx).add_entry(parent, a).apply()
     return Entry(name, a.ino, type, a)
 
 
@@ -44,6 +46,7 @@ def mkdir(tx: MetaTx, *, parent: int, name: bytes, mode: int = 0o755, uid: int =
     tx.put_dentry(parent, name, FileType.DIRECTORY, a.ino)
     pattr.nlink += 1
     tx.touch_dir(pattr, force=True)
+    TreeChange(tx).add_entry(parent, a).apply()
     return Entry(name, a.ino, FileType.DIRECTORY, a)
 
 
@@ -60,6 +63,7 @@ def symlink(tx: MetaTx, *, parent: int, name: bytes, target: bytes, uid: int = 0
     tx.put_symlink_target(a.ino, target)
     tx.put_dentry(parent, name, FileType.SYMLINK, a.ino)
     tx.touch_dir(pattr)
+    TreeChange(tx).add_entry(parent, a).apply()
     return Entry(name, a.ino, FileType.SYMLINK, a)
 
 
@@ -76,4 +80,5 @@ def link(tx: MetaTx, *, ino: int, parent: int, name: bytes) -> Entry:
     tx.put_attr(a)
     tx.put_dentry(parent, name, a.type, ino)
     tx.touch_dir(pattr)
+    TreeChange(tx).add_entry(parent, a).apply()
     return Entry(name, ino, a.type, a)

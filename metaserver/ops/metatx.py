@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from engines.contract import ENGINE_RESERVED_PREFIX, Txn
 from metaserver import schema
 from metaserver.errors import FsError, quote
-from metaserver.types import NAME_MAX, ROOT_INO, Attr, Entry, FileType, Slice
+from metaserver.types import NAME_MAX, ROOT_INO, Attr, Entry, FileType, Slice, Summary
 
 
 @dataclass
@@ -304,6 +304,51 @@ class MetaTx:
                                         schema.delta_key(writer, before), limit=limit):
             self.txn.delete(key)
             yield (schema.delta_number(key), *schema.decode_delta(value))
+
+    # --- directory tree totals and quotas (ops/quota.py) ----------------------------------
+    def tree_stat(self, ino: int) -> Summary:
+        """A directory's folded tree totals (pending deltas not included)."""
+        return schema.decode_tree(self.txn.get(schema.tree_key(ino)))
+
+    def put_tree_stat(self, ino: int, stat: Summary) -> None:
+        self.txn.put(schema.tree_key(ino), schema.encode_tree(stat))
+
+    def tree_deltas(self, ino: int) -> Iterator[tuple[bytes, Summary]]:
+        """A directory's pending tree-totals deltas, with their keys."""
+        for key, value in self.txn.scan(*schema.tree_delta_range(ino)):
+            yield key, schema.decode_tree(value)
+
+    def tree_deltas_at(self, keys: list[bytes]) -> Iterator[tuple[bytes, int, Summary]]:
+        """(key, directory, delta) of those of the delta keys `keys` that exist."""
+        for key, value in zip(keys, self.txn.get_many(keys)):
+            if value is not None:
+                yield key, schema.tree_delta_ino(key), schema.decode_tree(value)
+
+    def add_tree_delta(self, ino: int, delta: Summary) -> None:
+        """Blind-write one delta to a directory's tree totals (never read by mutations
+        outside a quota'd tree, so it never conflicts)."""
+        self.txn.put(schema.tree_delta_key(ino, self.ctx.writer_id, self.ctx.delta_seq()),
+                     schema.encode_tree(delta))
+
+    def del_key(self, key: bytes) -> None:
+        """Delete a key found by one of the accessors above (a folded delta)."""
+        self.txn.delete(key)
+
+    def quotas_of(self, inos: list[int]) -> dict[int, tuple[int, int]]:
+        """(max_bytes, max_inodes) of those of `inos` that have a quota."""
+        datas = self.txn.get_many([schema.quota_key(i) for i in inos])
+        return {i: schema.decode_quota(d) for i, d in zip(inos, datas) if d is not None}
+
+    def quotas(self) -> Iterator[tuple[int, int, int]]:
+        """(ino, max_bytes, max_inodes) of every quota, by inode."""
+        for key, value in self.txn.scan(schema.QUOTA_PREFIX, schema.QUOTA_END):
+            yield (schema.quota_ino(key), *schema.decode_quota(value))
+
+    def put_quota(self, ino: int, max_bytes: int, max_inodes: int) -> None:
+        self.txn.put(schema.quota_key(ino), schema.encode_quota(max_bytes, max_inodes))
+
+    def del_quota(self, ino: int) -> None:
+        self.txn.delete(schema.quota_key(ino))
 
     def request_records(self, keys: list[bytes]) -> list[bytes | None]:
         return self.txn.get_many(keys)

@@ -6,6 +6,7 @@ import errno
 
 from metaserver.errors import FsError, quote
 from metaserver.ops.metatx import MetaTx, check_name
+from metaserver.ops.quota import TreeChange, forget_dir
 from metaserver.ops.sessions import is_held
 from metaserver.types import Attr
 
@@ -15,6 +16,7 @@ def unlink(tx: MetaTx, *, parent: int, name: bytes) -> None:
     entry = tx.child(parent, name)
     if entry.attr.is_dir:
         raise FsError(errno.EISDIR, f"{quote(name)} is a directory")
+    TreeChange(tx).add_entry(parent, entry.attr, -1).apply()
     tx.del_dentry(parent, name)
     drop_link(tx, entry.attr, parent)
     tx.touch_dir(tx.attr(parent))
@@ -27,7 +29,9 @@ def rmdir(tx: MetaTx, *, parent: int, name: bytes) -> None:
         raise FsError(errno.ENOTDIR, f"{quote(name)} is not a directory")
     if not tx.is_empty_dir(entry.ino):
         raise FsError(errno.ENOTEMPTY, f"directory {quote(name)} is not empty")
+    TreeChange(tx).add_entry(parent, entry.attr, -1).apply()
     tx.del_dentry(parent, name)
+    forget_dir(tx, entry.ino)
     tx.drop_inode(entry.attr)
     pattr = tx.attr(parent)
     pattr.nlink -= 1

@@ -12,6 +12,7 @@ import errno
 
 from metaserver.errors import FsError, quote
 from metaserver.ops.metatx import MetaTx, check_name
+from metaserver.ops.quota import TreeChange, forget_dir
 from metaserver.ops.remove import drop_link
 from metaserver.types import Attr, Entry, RenameFlags
 
@@ -44,6 +45,7 @@ def rename(tx: MetaTx, *, parent: int, name: bytes, new_parent: int, new_name: b
     if dst is not None and dst.ino == src.ino:      # two names of one inode: nothing to do
         return Entry(new_name, src.ino, src.type, src.attr)
     if exchange:
+        _move_totals(tx, parent, src, new_parent, dst, exchange)
         _exchange(tx, parent, src, new_parent, dst)
         return Entry(new_name, src.ino, src.type, tx.attr(src.ino))
     if dst is not None:
@@ -54,11 +56,13 @@ def rename(tx: MetaTx, *, parent: int, name: bytes, new_parent: int, new_name: b
         if dst.attr.is_dir and not tx.is_empty_dir(dst.ino):
             raise FsError(errno.ENOTEMPTY, f"directory {quote(new_name)} is not empty")
 
+    _move_totals(tx, parent, src, new_parent, dst, exchange)
     tx.del_dentry(parent, name)
     tx.put_dentry(new_parent, new_name, src.type, src.ino)
     parents = _Parents(tx, parent, new_parent)
     if dst is not None:
         if dst.attr.is_dir:
+            forget_dir(tx, dst.ino)
             tx.drop_inode(dst.attr)
             parents.get(new_parent).nlink -= 1
         else:
@@ -66,6 +70,20 @@ def rename(tx: MetaTx, *, parent: int, name: bytes, new_parent: int, new_name: b
     _move(tx, src.attr, parent, new_parent, parents)
     parents.save()
     return Entry(new_name, src.ino, src.type, src.attr)
+
+
+def _move_totals(tx: MetaTx, parent: int, src: Entry, new_parent: int, dst: Entry | None,
+                 exchange: bool) -> None:
+    """Tree totals: moved trees leave one chain of directories for the other, a replaced
+    entry leaves; EDQUOT if that takes a quota'd tree past its limit."""
+    change = TreeChange(tx)
+    if parent != new_parent:
+        change.add_entry(parent, src.attr, -1).add_entry(new_parent, src.attr)
+        if exchange:
+            change.add_entry(new_parent, dst.attr, -1).add_entry(parent, dst.attr)
+    if dst is not None and not exchange:
+        change.add_entry(new_parent, dst.attr, -1)
+    change.apply()
 
 
 def _check_trap(tx: MetaTx, src: Entry, parent: int, dst: Entry | None, new_parent: int,
