@@ -30,6 +30,7 @@ from engines.contract import Engine, EngineError
 from metaserver import __version__, rollback
 from metaserver.channel import (TOKEN_ENV, TOKEN_FILE_ENV, Credentials, CredentialsError,
                                 open_channel)
+from metaserver.cli.quota import quota_app, summary
 from metaserver.cli.tokens import token_app
 from metaserver.client import Client, SessionTimeout, SessionToken, wire
 from metaserver.client import errors as client_errors
@@ -55,6 +56,8 @@ replication_app = typer.Typer(rich_markup_mode=None,
                               help="Replication between metaservers.")
 app.add_typer(replication_app, name="replication")
 app.add_typer(token_app, name="token")
+app.add_typer(quota_app, name="quota")
+app.command()(summary)
 
 
 class Session:

@@ -6,8 +6,8 @@ from __future__ import annotations
 import os
 from typing import Union
 
-from metaserver.types import (Attr, CompactResult, DirPage, Entry, FileType, SetAttrMask,
-                              Slice, StatFs)
+from metaserver.types import (Attr, CompactResult, DirPage, Entry, FileType, Quota,
+                              SetAttrMask, Slice, StatFs, Summary, TreeCheck)
 from metaserver.client import wire
 
 Name = Union[str, bytes, os.PathLike]
@@ -166,3 +166,25 @@ class Operations:
         """(type, start, end, pid) of a conflicting lock; type F_UNLCK if none."""
         return self._op("get_lock", None, session=session, ino=ino, owner=owner, flock=flock,
                         type=type, start=start, end=end)
+
+    # --- directory tree totals and quotas ----------------------------------------------
+    def summary(self, ino: int) -> Summary:
+        """du-like totals of the tree at `ino` (dirs, files, bytes), kept, not walked."""
+        return self._op("summary", None, ino=ino)
+
+    def set_quota(self, ino: int, *, max_bytes: int = 0, max_inodes: int = 0) -> Quota:
+        """Limit directory `ino`'s tree (0: no limit); past it mutations get EDQUOT."""
+        return self._op("set_quota", None, ino=ino, max_bytes=max_bytes, max_inodes=max_inodes)
+
+    def get_quota(self, ino: int) -> Quota:
+        return self._op("get_quota", None, ino=ino)
+
+    def delete_quota(self, ino: int) -> None:
+        return self._op("delete_quota", None, ino=ino)
+
+    def list_quotas(self) -> list[Quota]:
+        return self._op("list_quotas", None)
+
+    def check_tree(self, ino: int, *, repair: bool = False) -> TreeCheck:
+        """Walk the tree at `ino` and compare with its kept totals (repair: fix them)."""
+        return self._op("check_tree", None, ino=ino, repair=repair)

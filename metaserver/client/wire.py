@@ -10,7 +10,8 @@ from dataclasses import dataclass
 from google.protobuf.descriptor import Descriptor
 from google.protobuf.message_factory import GetMessageClass
 
-from metaserver.types import Attr, CompactResult, DirPage, Entry, FileType, Slice, StatFs
+from metaserver.types import (Attr, CompactResult, DirPage, Entry, FileType, Quota, Slice,
+                              StatFs, Summary, TreeCheck)
 from metaserver.v1 import metadata_pb2 as pb
 
 
@@ -44,6 +45,18 @@ def compacted(m: pb.CompactChunkReply) -> CompactResult:
     return CompactResult([slice_(s) for s in m.slices], list(m.released))
 
 
+def summary(m: pb.TreeSummary) -> Summary:
+    return Summary(m.dirs, m.files, m.size)
+
+
+def quota(m: pb.Quota) -> Quota:
+    return Quota(m.ino, m.max_bytes, m.max_inodes, m.used_bytes, m.used_inodes)
+
+
+def tree_check(m: pb.TreeCheck) -> TreeCheck:
+    return TreeCheck(m.ino, summary(m.kept), summary(m.walked), m.repaired)
+
+
 @dataclass(frozen=True)
 class Call:
     """One operation: its RPC on the stub, its request message, what its reply means."""
@@ -56,7 +69,8 @@ class Call:
 # Replies that carry a domain value, by message name; the others are read by shape.
 _DOMAIN_REPLIES: dict[str, Callable] = {
     "Entry": entry, "Attr": attr, "ReadDirReply": dir_page, "StatFsReply": statfs,
-    "CompactChunkReply": compacted, "Slice": slice_,
+    "CompactChunkReply": compacted, "Slice": slice_, "TreeSummary": summary, "Quota": quota,
+    "TreeCheck": tree_check,
 }
 # Where the reply is not read by its shape: AllocSliceIds answers the first id.
 _RESULT_DIFFERENCES: dict[str, Callable] = {"alloc_slice_ids": lambda m: m.first}

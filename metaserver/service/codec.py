@@ -24,7 +24,8 @@ from google.protobuf.message_factory import GetMessageClass
 from metaserver.errors import BatchError, FsError
 from metaserver.ops import OPS
 from metaserver.runner import MAX_REQUEST_ID
-from metaserver.types import Attr, CompactResult, DirPage, Entry, FileType, Slice, StatFs
+from metaserver.types import (Attr, CompactResult, DirPage, Entry, FileType, Quota, Slice,
+                              StatFs, Summary, TreeCheck)
 from metaserver.v1 import metadata_pb2 as pb
 
 MAX_BATCH_OPS = 10000
@@ -36,7 +37,8 @@ NON_OPERATION_RPCS = {"Batch", "Echo"}
 # Domain dataclasses and the messages that carry them; fields match by name.
 _MESSAGE_OF_DOMAIN: dict[type, type[Message]] = {
     Attr: pb.Attr, Entry: pb.Entry, Slice: pb.Slice, DirPage: pb.ReadDirReply,
-    StatFs: pb.StatFsReply, CompactResult: pb.CompactChunkReply,
+    StatFs: pb.StatFsReply, CompactResult: pb.CompactChunkReply, Summary: pb.TreeSummary,
+    Quota: pb.Quota, TreeCheck: pb.TreeCheck,
 }
 _DOMAIN_OF_MESSAGE = {msg.DESCRIPTOR.full_name: cls for cls, msg in _MESSAGE_OF_DOMAIN.items()}
 _FILE_TYPE_ENUM = pb.DESCRIPTOR.enum_types_by_name["FileType"].full_name

@@ -35,6 +35,7 @@ _CODE_OF_ERRNO: dict[int, grpc.StatusCode] = {
     errno.EXDEV: grpc.StatusCode.FAILED_PRECONDITION,
     errno.EPERM: grpc.StatusCode.FAILED_PRECONDITION,
     errno.ENOSPC: grpc.StatusCode.FAILED_PRECONDITION,
+    errno.EDQUOT: grpc.StatusCode.RESOURCE_EXHAUSTED,
     errno.EROFS: grpc.StatusCode.FAILED_PRECONDITION,
     errno.ETIMEDOUT: grpc.StatusCode.DEADLINE_EXCEEDED,
     errno.EOPNOTSUPP: grpc.StatusCode.UNIMPLEMENTED,

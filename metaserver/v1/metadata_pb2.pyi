@@ -496,8 +496,96 @@ class LockReply(_message.Message):
     pid: int
     def __init__(self, type: _Optional[int] = ..., start: _Optional[int] = ..., end: _Optional[int] = ..., pid: _Optional[int] = ...) -> None: ...
 
+class SummaryRequest(_message.Message):
+    __slots__ = ("ino",)
+    INO_FIELD_NUMBER: _ClassVar[int]
+    ino: int
+    def __init__(self, ino: _Optional[int] = ...) -> None: ...
+
+class TreeSummary(_message.Message):
+    __slots__ = ("dirs", "files", "size")
+    DIRS_FIELD_NUMBER: _ClassVar[int]
+    FILES_FIELD_NUMBER: _ClassVar[int]
+    SIZE_FIELD_NUMBER: _ClassVar[int]
+    dirs: int
+    files: int
+    size: int
+    def __init__(self, dirs: _Optional[int] = ..., files: _Optional[int] = ..., size: _Optional[int] = ...) -> None: ...
+
+class SetQuotaRequest(_message.Message):
+    __slots__ = ("request_id", "ino", "max_bytes", "max_inodes")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    INO_FIELD_NUMBER: _ClassVar[int]
+    MAX_BYTES_FIELD_NUMBER: _ClassVar[int]
+    MAX_INODES_FIELD_NUMBER: _ClassVar[int]
+    request_id: bytes
+    ino: int
+    max_bytes: int
+    max_inodes: int
+    def __init__(self, request_id: _Optional[bytes] = ..., ino: _Optional[int] = ..., max_bytes: _Optional[int] = ..., max_inodes: _Optional[int] = ...) -> None: ...
+
+class GetQuotaRequest(_message.Message):
+    __slots__ = ("ino",)
+    INO_FIELD_NUMBER: _ClassVar[int]
+    ino: int
+    def __init__(self, ino: _Optional[int] = ...) -> None: ...
+
+class DeleteQuotaRequest(_message.Message):
+    __slots__ = ("request_id", "ino")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    INO_FIELD_NUMBER: _ClassVar[int]
+    request_id: bytes
+    ino: int
+    def __init__(self, request_id: _Optional[bytes] = ..., ino: _Optional[int] = ...) -> None: ...
+
+class ListQuotasRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class Quota(_message.Message):
+    __slots__ = ("ino", "max_bytes", "max_inodes", "used_bytes", "used_inodes")
+    INO_FIELD_NUMBER: _ClassVar[int]
+    MAX_BYTES_FIELD_NUMBER: _ClassVar[int]
+    MAX_INODES_FIELD_NUMBER: _ClassVar[int]
+    USED_BYTES_FIELD_NUMBER: _ClassVar[int]
+    USED_INODES_FIELD_NUMBER: _ClassVar[int]
+    ino: int
+    max_bytes: int
+    max_inodes: int
+    used_bytes: int
+    used_inodes: int
+    def __init__(self, ino: _Optional[int] = ..., max_bytes: _Optional[int] = ..., max_inodes: _Optional[int] = ..., used_bytes: _Optional[int] = ..., used_inodes: _Optional[int] = ...) -> None: ...
+
+class QuotaList(_message.Message):
+    __slots__ = ("quotas",)
+    QUOTAS_FIELD_NUMBER: _ClassVar[int]
+    quotas: _containers.RepeatedCompositeFieldContainer[Quota]
+    def __init__(self, quotas: _Optional[_Iterable[_Union[Quota, _Mapping]]] = ...) -> None: ...
+
+class CheckTreeRequest(_message.Message):
+    __slots__ = ("request_id", "ino", "repair")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    INO_FIELD_NUMBER: _ClassVar[int]
+    REPAIR_FIELD_NUMBER: _ClassVar[int]
+    request_id: bytes
+    ino: int
+    repair: bool
+    def __init__(self, request_id: _Optional[bytes] = ..., ino: _Optional[int] = ..., repair: _Optional[bool] = ...) -> None: ...
+
+class TreeCheck(_message.Message):
+    __slots__ = ("ino", "kept", "walked", "repaired")
+    INO_FIELD_NUMBER: _ClassVar[int]
+    KEPT_FIELD_NUMBER: _ClassVar[int]
+    WALKED_FIELD_NUMBER: _ClassVar[int]
+    REPAIRED_FIELD_NUMBER: _ClassVar[int]
+    ino: int
+    kept: TreeSummary
+    walked: TreeSummary
+    repaired: bool
+    def __init__(self, ino: _Optional[int] = ..., kept: _Optional[_Union[TreeSummary, _Mapping]] = ..., walked: _Optional[_Union[TreeSummary, _Mapping]] = ..., repaired: _Optional[bool] = ...) -> None: ...
+
 class Operation(_message.Message):
-    __slots__ = ("lookup", "getattr", "setattr", "mknod", "create", "mkdir", "symlink", "readlink", "link", "unlink", "rmdir", "rename", "readdir", "getxattr", "setxattr", "listxattr", "removexattr", "statfs", "resolve", "alloc_slice_ids", "write_slice", "read_chunk", "compact_chunk", "renew_session", "close_session", "hold_inode", "release_inode", "set_lock", "get_lock")
+    __slots__ = ("lookup", "getattr", "setattr", "mknod", "create", "mkdir", "symlink", "readlink", "link", "unlink", "rmdir", "rename", "readdir", "getxattr", "setxattr", "listxattr", "removexattr", "statfs", "resolve", "alloc_slice_ids", "write_slice", "read_chunk", "compact_chunk", "renew_session", "close_session", "hold_inode", "release_inode", "set_lock", "get_lock", "summary", "set_quota", "get_quota", "delete_quota", "list_quotas", "check_tree")
     LOOKUP_FIELD_NUMBER: _ClassVar[int]
     GETATTR_FIELD_NUMBER: _ClassVar[int]
     SETATTR_FIELD_NUMBER: _ClassVar[int]
@@ -527,6 +615,12 @@ class Operation(_message.Message):
     RELEASE_INODE_FIELD_NUMBER: _ClassVar[int]
     SET_LOCK_FIELD_NUMBER: _ClassVar[int]
     GET_LOCK_FIELD_NUMBER: _ClassVar[int]
+    SUMMARY_FIELD_NUMBER: _ClassVar[int]
+    SET_QUOTA_FIELD_NUMBER: _ClassVar[int]
+    GET_QUOTA_FIELD_NUMBER: _ClassVar[int]
+    DELETE_QUOTA_FIELD_NUMBER: _ClassVar[int]
+    LIST_QUOTAS_FIELD_NUMBER: _ClassVar[int]
+    CHECK_TREE_FIELD_NUMBER: _ClassVar[int]
     lookup: LookupRequest
     getattr: GetAttrRequest
     setattr: SetAttrRequest
@@ -556,7 +650,13 @@ class Operation(_message.Message):
     release_inode: ReleaseInodeRequest
     set_lock: SetLockRequest
     get_lock: GetLockRequest
-    def __init__(self, lookup: _Optional[_Union[LookupRequest, _Mapping]] = ..., getattr: _Optional[_Union[GetAttrRequest, _Mapping]] = ..., setattr: _Optional[_Union[SetAttrRequest, _Mapping]] = ..., mknod: _Optional[_Union[MknodRequest, _Mapping]] = ..., create: _Optional[_Union[CreateRequest, _Mapping]] = ..., mkdir: _Optional[_Union[MkdirRequest, _Mapping]] = ..., symlink: _Optional[_Union[SymlinkRequest, _Mapping]] = ..., readlink: _Optional[_Union[ReadLinkRequest, _Mapping]] = ..., link: _Optional[_Union[LinkRequest, _Mapping]] = ..., unlink: _Optional[_Union[UnlinkRequest, _Mapping]] = ..., rmdir: _Optional[_Union[RmdirRequest, _Mapping]] = ..., rename: _Optional[_Union[RenameRequest, _Mapping]] = ..., readdir: _Optional[_Union[ReadDirRequest, _Mapping]] = ..., getxattr: _Optional[_Union[GetXattrRequest, _Mapping]] = ..., setxattr: _Optional[_Union[SetXattrRequest, _Mapping]] = ..., listxattr: _Optional[_Union[ListXattrRequest, _Mapping]] = ..., removexattr: _Optional[_Union[RemoveXattrRequest, _Mapping]] = ..., statfs: _Optional[_Union[StatFsRequest, _Mapping]] = ..., resolve: _Optional[_Union[ResolveRequest, _Mapping]] = ..., alloc_slice_ids: _Optional[_Union[AllocSliceIdsRequest, _Mapping]] = ..., write_slice: _Optional[_Union[WriteSliceRequest, _Mapping]] = ..., read_chunk: _Optional[_Union[ReadChunkRequest, _Mapping]] = ..., compact_chunk: _Optional[_Union[CompactChunkRequest, _Mapping]] = ..., renew_session: _Optional[_Union[RenewSessionRequest, _Mapping]] = ..., close_session: _Optional[_Union[CloseSessionRequest, _Mapping]] = ..., hold_inode: _Optional[_Union[HoldInodeRequest, _Mapping]] = ..., release_inode: _Optional[_Union[ReleaseInodeRequest, _Mapping]] = ..., set_lock: _Optional[_Union[SetLockRequest, _Mapping]] = ..., get_lock: _Optional[_Union[GetLockRequest, _Mapping]] = ...) -> None: ...
+    summary: SummaryRequest
+    set_quota: SetQuotaRequest
+    get_quota: GetQuotaRequest
+    delete_quota: DeleteQuotaRequest
+    list_quotas: ListQuotasRequest
+    check_tree: CheckTreeRequest
+    def __init__(self, lookup: _Optional[_Union[LookupRequest, _Mapping]] = ..., getattr: _Optional[_Union[GetAttrRequest, _Mapping]] = ..., setattr: _Optional[_Union[SetAttrRequest, _Mapping]] = ..., mknod: _Optional[_Union[MknodRequest, _Mapping]] = ..., create: _Optional[_Union[CreateRequest, _Mapping]] = ..., mkdir: _Optional[_Union[MkdirRequest, _Mapping]] = ..., symlink: _Optional[_Union[SymlinkRequest, _Mapping]] = ..., readlink: _Optional[_Union[ReadLinkRequest, _Mapping]] = ..., link: _Optional[_Union[LinkRequest, _Mapping]] = ..., unlink: _Optional[_Union[UnlinkRequest, _Mapping]] = ..., rmdir: _Optional[_Union[RmdirRequest, _Mapping]] = ..., rename: _Optional[_Union[RenameRequest, _Mapping]] = ..., readdir: _Optional[_Union[ReadDirRequest, _Mapping]] = ..., getxattr: _Optional[_Union[GetXattrRequest, _Mapping]] = ..., setxattr: _Optional[_Union[SetXattrRequest, _Mapping]] = ..., listxattr: _Optional[_Union[ListXattrRequest, _Mapping]] = ..., removexattr: _Optional[_Union[RemoveXattrRequest, _Mapping]] = ..., statfs: _Optional[_Union[StatFsRequest, _Mapping]] = ..., resolve: _Optional[_Union[ResolveRequest, _Mapping]] = ..., alloc_slice_ids: _Optional[_Union[AllocSliceIdsRequest, _Mapping]] = ..., write_slice: _Optional[_Union[WriteSliceRequest, _Mapping]] = ..., read_chunk: _Optional[_Union[ReadChunkRequest, _Mapping]] = ..., compact_chunk: _Optional[_Union[CompactChunkRequest, _Mapping]] = ..., renew_session: _Optional[_Union[RenewSessionRequest, _Mapping]] = ..., close_session: _Optional[_Union[CloseSessionRequest, _Mapping]] = ..., hold_inode: _Optional[_Union[HoldInodeRequest, _Mapping]] = ..., release_inode: _Optional[_Union[ReleaseInodeRequest, _Mapping]] = ..., set_lock: _Optional[_Union[SetLockRequest, _Mapping]] = ..., get_lock: _Optional[_Union[GetLockRequest, _Mapping]] = ..., summary: _Optional[_Union[SummaryRequest, _Mapping]] = ..., set_quota: _Optional[_Union[SetQuotaRequest, _Mapping]] = ..., get_quota: _Optional[_Union[GetQuotaRequest, _Mapping]] = ..., delete_quota: _Optional[_Union[DeleteQuotaRequest, _Mapping]] = ..., list_quotas: _Optional[_Union[ListQuotasRequest, _Mapping]] = ..., check_tree: _Optional[_Union[CheckTreeRequest, _Mapping]] = ...) -> None: ...
 
 class Error(_message.Message):
     __slots__ = ("errno", "message")
@@ -567,7 +667,7 @@ class Error(_message.Message):
     def __init__(self, errno: _Optional[int] = ..., message: _Optional[str] = ...) -> None: ...
 
 class OperationResult(_message.Message):
-    __slots__ = ("error", "entry", "attr", "empty", "readlink", "readdir", "xattr_value", "xattr_names", "statfs", "slice_ids", "chunk", "compacted", "lock")
+    __slots__ = ("error", "entry", "attr", "empty", "readlink", "readdir", "xattr_value", "xattr_names", "statfs", "slice_ids", "chunk", "compacted", "lock", "summary", "quota", "quotas", "tree_check")
     ERROR_FIELD_NUMBER: _ClassVar[int]
     ENTRY_FIELD_NUMBER: _ClassVar[int]
     ATTR_FIELD_NUMBER: _ClassVar[int]
@@ -581,6 +681,10 @@ class OperationResult(_message.Message):
     CHUNK_FIELD_NUMBER: _ClassVar[int]
     COMPACTED_FIELD_NUMBER: _ClassVar[int]
     LOCK_FIELD_NUMBER: _ClassVar[int]
+    SUMMARY_FIELD_NUMBER: _ClassVar[int]
+    QUOTA_FIELD_NUMBER: _ClassVar[int]
+    QUOTAS_FIELD_NUMBER: _ClassVar[int]
+    TREE_CHECK_FIELD_NUMBER: _ClassVar[int]
     error: Error
     entry: Entry
     attr: Attr
@@ -594,7 +698,11 @@ class OperationResult(_message.Message):
     chunk: ChunkReply
     compacted: CompactChunkReply
     lock: LockReply
-    def __init__(self, error: _Optional[_Union[Error, _Mapping]] = ..., entry: _Optional[_Union[Entry, _Mapping]] = ..., attr: _Optional[_Union[Attr, _Mapping]] = ..., empty: _Optional[_Union[Empty, _Mapping]] = ..., readlink: _Optional[_Union[ReadLinkReply, _Mapping]] = ..., readdir: _Optional[_Union[ReadDirReply, _Mapping]] = ..., xattr_value: _Optional[_Union[XattrValue, _Mapping]] = ..., xattr_names: _Optional[_Union[XattrNames, _Mapping]] = ..., statfs: _Optional[_Union[StatFsReply, _Mapping]] = ..., slice_ids: _Optional[_Union[AllocSliceIdsReply, _Mapping]] = ..., chunk: _Optional[_Union[ChunkReply, _Mapping]] = ..., compacted: _Optional[_Union[CompactChunkReply, _Mapping]] = ..., lock: _Optional[_Union[LockReply, _Mapping]] = ...) -> None: ...
+    summary: TreeSummary
+    quota: Quota
+    quotas: QuotaList
+    tree_check: TreeCheck
+    def __init__(self, error: _Optional[_Union[Error, _Mapping]] = ..., entry: _Optional[_Union[Entry, _Mapping]] = ..., attr: _Optional[_Union[Attr, _Mapping]] = ..., empty: _Optional[_Union[Empty, _Mapping]] = ..., readlink: _Optional[_Union[ReadLinkReply, _Mapping]] = ..., readdir: _Optional[_Union[ReadDirReply, _Mapping]] = ..., xattr_value: _Optional[_Union[XattrValue, _Mapping]] = ..., xattr_names: _Optional[_Union[XattrNames, _Mapping]] = ..., statfs: _Optional[_Union[StatFsReply, _Mapping]] = ..., slice_ids: _Optional[_Union[AllocSliceIdsReply, _Mapping]] = ..., chunk: _Optional[_Union[ChunkReply, _Mapping]] = ..., compacted: _Optional[_Union[CompactChunkReply, _Mapping]] = ..., lock: _Optional[_Union[LockReply, _Mapping]] = ..., summary: _Optional[_Union[TreeSummary, _Mapping]] = ..., quota: _Optional[_Union[Quota, _Mapping]] = ..., quotas: _Optional[_Union[QuotaList, _Mapping]] = ..., tree_check: _Optional[_Union[TreeCheck, _Mapping]] = ...) -> None: ...
 
 class BatchRequest(_message.Message):
     __slots__ = ("ops", "atomic", "request_id")

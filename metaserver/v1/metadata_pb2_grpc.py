@@ -179,6 +179,36 @@ class MetadataStub:
                 request_serializer=metaserver_dot_v1_dot_metadata__pb2.GetLockRequest.SerializeToString,
                 response_deserializer=metaserver_dot_v1_dot_metadata__pb2.LockReply.FromString,
                 _registered_method=True)
+        self.Summary = channel.unary_unary(
+                '/metaserver.v1.Metadata/Summary',
+                request_serializer=metaserver_dot_v1_dot_metadata__pb2.SummaryRequest.SerializeToString,
+                response_deserializer=metaserver_dot_v1_dot_metadata__pb2.TreeSummary.FromString,
+                _registered_method=True)
+        self.SetQuota = channel.unary_unary(
+                '/metaserver.v1.Metadata/SetQuota',
+                request_serializer=metaserver_dot_v1_dot_metadata__pb2.SetQuotaRequest.SerializeToString,
+                response_deserializer=metaserver_dot_v1_dot_metadata__pb2.Quota.FromString,
+                _registered_method=True)
+        self.GetQuota = channel.unary_unary(
+                '/metaserver.v1.Metadata/GetQuota',
+                request_serializer=metaserver_dot_v1_dot_metadata__pb2.GetQuotaRequest.SerializeToString,
+                response_deserializer=metaserver_dot_v1_dot_metadata__pb2.Quota.FromString,
+                _registered_method=True)
+        self.DeleteQuota = channel.unary_unary(
+                '/metaserver.v1.Metadata/DeleteQuota',
+                request_serializer=metaserver_dot_v1_dot_metadata__pb2.DeleteQuotaRequest.SerializeToString,
+                response_deserializer=metaserver_dot_v1_dot_metadata__pb2.Empty.FromString,
+                _registered_method=True)
+        self.ListQuotas = channel.unary_unary(
+                '/metaserver.v1.Metadata/ListQuotas',
+                request_serializer=metaserver_dot_v1_dot_metadata__pb2.ListQuotasRequest.SerializeToString,
+                response_deserializer=metaserver_dot_v1_dot_metadata__pb2.QuotaList.FromString,
+                _registered_method=True)
+        self.CheckTree = channel.unary_unary(
+                '/metaserver.v1.Metadata/CheckTree',
+                request_serializer=metaserver_dot_v1_dot_metadata__pb2.CheckTreeRequest.SerializeToString,
+                response_deserializer=metaserver_dot_v1_dot_metadata__pb2.TreeCheck.FromString,
+                _registered_method=True)
         self.Batch = channel.unary_unary(
                 '/metaserver.v1.Metadata/Batch',
                 request_serializer=metaserver_dot_v1_dot_metadata__pb2.BatchRequest.SerializeToString,
@@ -368,6 +398,42 @@ class MetadataServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Summary(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetQuota(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetQuota(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteQuota(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListQuotas(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CheckTree(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def Batch(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -527,6 +593,36 @@ def add_MetadataServicer_to_server(servicer, server):
                     servicer.GetLock,
                     request_deserializer=metaserver_dot_v1_dot_metadata__pb2.GetLockRequest.FromString,
                     response_serializer=metaserver_dot_v1_dot_metadata__pb2.LockReply.SerializeToString,
+            ),
+            'Summary': grpc.unary_unary_rpc_method_handler(
+                    servicer.Summary,
+                    request_deserializer=metaserver_dot_v1_dot_metadata__pb2.SummaryRequest.FromString,
+                    response_serializer=metaserver_dot_v1_dot_metadata__pb2.TreeSummary.SerializeToString,
+            ),
+            'SetQuota': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetQuota,
+                    request_deserializer=metaserver_dot_v1_dot_metadata__pb2.SetQuotaRequest.FromString,
+                    response_serializer=metaserver_dot_v1_dot_metadata__pb2.Quota.SerializeToString,
+            ),
+            'GetQuota': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetQuota,
+                    request_deserializer=metaserver_dot_v1_dot_metadata__pb2.GetQuotaRequest.FromString,
+                    response_serializer=metaserver_dot_v1_dot_metadata__pb2.Quota.SerializeToString,
+            ),
+            'DeleteQuota': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteQuota,
+                    request_deserializer=metaserver_dot_v1_dot_metadata__pb2.DeleteQuotaRequest.FromString,
+                    response_serializer=metaserver_dot_v1_dot_metadata__pb2.Empty.SerializeToString,
+            ),
+            'ListQuotas': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListQuotas,
+                    request_deserializer=metaserver_dot_v1_dot_metadata__pb2.ListQuotasRequest.FromString,
+                    response_serializer=metaserver_dot_v1_dot_metadata__pb2.QuotaList.SerializeToString,
+            ),
+            'CheckTree': grpc.unary_unary_rpc_method_handler(
+                    servicer.CheckTree,
+                    request_deserializer=metaserver_dot_v1_dot_metadata__pb2.CheckTreeRequest.FromString,
+                    response_serializer=metaserver_dot_v1_dot_metadata__pb2.TreeCheck.SerializeToString,
             ),
             'Batch': grpc.unary_unary_rpc_method_handler(
                     servicer.Batch,
@@ -1322,6 +1418,168 @@ class Metadata:
             '/metaserver.v1.Metadata/GetLock',
             metaserver_dot_v1_dot_metadata__pb2.GetLockRequest.SerializeToString,
             metaserver_dot_v1_dot_metadata__pb2.LockReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Summary(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/metaserver.v1.Metadata/Summary',
+            metaserver_dot_v1_dot_metadata__pb2.SummaryRequest.SerializeToString,
+            metaserver_dot_v1_dot_metadata__pb2.TreeSummary.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetQuota(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/metaserver.v1.Metadata/SetQuota',
+            metaserver_dot_v1_dot_metadata__pb2.SetQuotaRequest.SerializeToString,
+            metaserver_dot_v1_dot_metadata__pb2.Quota.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetQuota(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/metaserver.v1.Metadata/GetQuota',
+            metaserver_dot_v1_dot_metadata__pb2.GetQuotaRequest.SerializeToString,
+            metaserver_dot_v1_dot_metadata__pb2.Quota.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteQuota(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/metaserver.v1.Metadata/DeleteQuota',
+            metaserver_dot_v1_dot_metadata__pb2.DeleteQuotaRequest.SerializeToString,
+            metaserver_dot_v1_dot_metadata__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListQuotas(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/metaserver.v1.Metadata/ListQuotas',
+            metaserver_dot_v1_dot_metadata__pb2.ListQuotasRequest.SerializeToString,
+            metaserver_dot_v1_dot_metadata__pb2.QuotaList.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CheckTree(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/metaserver.v1.Metadata/CheckTree',
+            metaserver_dot_v1_dot_metadata__pb2.CheckTreeRequest.SerializeToString,
+            metaserver_dot_v1_dot_metadata__pb2.TreeCheck.FromString,
             options,
             channel_credentials,
             insecure,
