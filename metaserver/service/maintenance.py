@@ -1,4 +1,4 @@
-"""Background housekeeping: fold usage deltas, expire idempotency records, trim the
+"""Background housekeeping: fold usage and directory tree-totals deltas, expire idempotency records, trim the
 change log, end dead client sessions, on a timer in one daemon thread. A failing task
 is logged and retried at the next round; it never stops the thread or the server. A
 task the engine failed transiently (a lost race: on Galera the trim's commit can lose
@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable
 
 from engines.contract import RETRYABLE
+from metaserver import schema
 from metaserver.runner import Runner
 
 log = logging.getLogger(__name__)
@@ -35,6 +36,7 @@ class Maintenance:
                                         daemon=True)
         self._tasks: list[tuple[str, Callable[[], object]]] = [
             ("fold usage deltas", self.fold_usage),
+            ("fold tree-totals deltas", self.fold_tree_deltas),
             ("expire request records", self.expire_requests),
             ("trim change log", self.trim_changes),
             ("expire client sessions", self.expire_sessions),
@@ -66,6 +68,20 @@ class Maintenance:
     def fold_usage(self) -> int:
         """Fold this server's usage deltas into the counters, a page per transaction."""
         return self.runner.fold_usage(page=FOLD_PAGE)
+
+    def fold_tree_deltas(self) -> int:
+        """Fold every server's directory tree-totals deltas into the directories' totals,
+        a page per transaction. Candidates come from a snapshot (a range read inside the
+        transaction would conflict with every create adding a delta inside the range)."""
+        folded, cursor = 0, schema.TREE_DELTA_PREFIX
+        while True:
+            with self.runner.engine.snapshot() as txn:
+                keys = [k for k, _ in txn.scan(cursor, schema.TREE_DELTA_END, limit=FOLD_PAGE)]
+            if keys:
+                folded += self.runner.call_internal("fold_tree_deltas", keys=keys)
+            if len(keys) < FOLD_PAGE:
+                return folded
+            cursor = keys[-1] + b"\0"
 
     def expire_requests(self) -> int:
         """Delete request records older than the TTL. It walks every record, so it runs
