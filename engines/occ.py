@@ -316,6 +316,9 @@ class OccTxn(Txn):
         # None: the reader serves one MVCC snapshot, consistent by construction.
         self._on_validate = on_validate
         self.writes: dict[bytes, bytes | None] = {}
+        # A read-only transaction remembers what get_many found, so a group of reads can
+        # fetch its keys in one round trip and then get() them one by one.
+        self._fetched: dict[bytes, bytes | None] = {}
         self.read_keys: set[bytes] = set()
         self.read_ranges: list[list[bytes]] = []
         self._done = False
@@ -326,6 +329,8 @@ class OccTxn(Txn):
     def get(self, key: bytes) -> bytes | None:
         if key in self.writes:
             return self.writes[key]
+        if key in self._fetched:
+            return self._fetched[key]
         self.read_keys.add(key)
         return self.reader.get(key)
 
@@ -333,6 +338,8 @@ class OccTxn(Txn):
         missing = [k for k in keys if k not in self.writes]
         self.read_keys.update(missing)
         found = dict(zip(missing, self.reader.get_many(missing))) if missing else {}
+        if self.read_only:
+            self._fetched.update(found)
         return [self.writes[k] if k in self.writes else found[k] for k in keys]
 
     def scan(self, start: bytes, end: bytes, limit: int | None = None,

@@ -233,6 +233,34 @@ def test_directory_listing_is_a_primary_key_range_scan(mariadb_url):
         engine.close()
 
 
+@pytest.mark.parametrize("name", ["sqlite", "mariadb"])
+def test_a_batch_of_reads_is_two_selects_not_one_per_key(name, request, tmp_path):
+    """Runner.call_many's read group fetches the entries, then the attributes, each in
+    one SELECT ... IN: 2 statements for 50 lookups + 50 getattrs, not 150."""
+    from metaserver.runner import Runner
+    from conftest import formatted
+    engine = formatted(open_engine(fresh_engine_url(request, name, tmp_path), create=True))
+    try:
+        runner = Runner(engine)
+        made = runner.call_many([("create", b"", {"parent": 1, "name": b"f%d" % i,
+                                                  "mode": 0o644, "uid": 0, "gid": 0})
+                                 for i in range(50)])
+        statements: list[str] = []
+        sa.event.listen(engine._sa, "before_cursor_execute",
+                        lambda conn, cursor, stmt, *rest: statements.append(stmt))
+        reads = [("lookup", b"", {"parent": 1, "name": b"f%d" % i}) for i in range(50)]
+        reads += [("getattr", b"", {"ino": e.ino}) for e in made]
+        reads += [("lookup", b"", {"parent": 1, "name": b"missing"})]
+        results = runner.call_many(reads)
+        assert [r.ino for r in results[:50]] == [e.ino for e in made]
+        assert [r.ino for r in results[50:100]] == [e.ino for e in made]
+        assert isinstance(results[100], FileNotFoundError) or results[100].errno == 2
+        selects = [s for s in statements if s.lstrip().upper().startswith("SELECT")]
+        assert 2 <= len(selects) <= 4, selects      # the sequence row, entries, attributes
+    finally:
+        engine.close()
+
+
 # --- one place classifies errors ------------------------------------------------------
 
 def dbapi(orig) -> sa.exc.DBAPIError:
