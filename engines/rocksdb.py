@@ -53,6 +53,22 @@ def store_options(create: bool = False) -> Options:
     return options
 
 
+def _lock_holder(path: str) -> str:
+    """` (pid N)` of the process holding the store's LOCK file, as /proc/locks says
+    (Linux); empty when that cannot be told."""
+    try:
+        st = os.stat(os.path.join(path, "LOCK"))
+        file = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}"
+        with open("/proc/locks", encoding="ascii") as locks:
+            for line in locks:      # 1: POSIX ADVISORY WRITE PID MAJ:MIN:INODE START END
+                fields = line.split()
+                if len(fields) > 5 and fields[5] == file:
+                    return f" (pid {fields[4]})"
+    except OSError:
+        pass
+    return ""
+
+
 class RocksEngine(OccEngine):
     def __init__(self, url: str, path: str, sync: bool = True, create: bool = False) -> None:
         # A missing store is an error unless asked to create one: a typo in a path must
@@ -67,6 +83,9 @@ class RocksEngine(OccEngine):
         try:
             self._db = Rdict(path, options=store_options(create))
         except Exception as exc:
+            if "LOCK" in str(exc):      # RocksDB admits one process per store
+                raise EngineUnavailable(f"data dir {path} in use by another process"
+                                        f"{_lock_holder(path)}") from exc
             raise EngineUnavailable(f"cannot open RocksDB at {path}: {exc}") from exc
         self._write_options = WriteOptions()
         self._start(self._newest_change_seq())

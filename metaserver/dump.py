@@ -50,6 +50,7 @@ from urllib.parse import urlsplit
 from engines import transactional
 from engines.contract import CHANGELOG_END, ENGINE_RESERVED_PREFIX, Engine, EngineError, Txn
 from metaserver import schema
+from metaserver.types import ROOT_INO
 
 MAGIC = b"\x89MSDUMP\n"
 VERSION = 1
@@ -444,5 +445,20 @@ class _Target:
 
 def _refuse_non_empty(txn: Txn) -> None:
     for key, _ in txn.scan(*NAMESPACE, limit=1):
-        raise TargetNotEmpty(f"the target already holds a namespace (key {key[:40]!r}); "
-                             "load fills only an empty engine, before any metaserver runs on it")
+        raise TargetNotEmpty(f"the target already holds a namespace ({_described(key)} "
+                             "exists); load fills only an empty engine, before any "
+                             "metaserver runs on it")
+
+
+def _described(key: bytes) -> str:
+    """What a key stores, for an operator: a path when it is the root's or an entry of
+    it (the first key of any namespace is one of those), else an inode or the key."""
+    entry = schema.parse_dentry_key(key)
+    if entry is not None:
+        parent, name = entry
+        shown = name.decode("utf-8", "backslashreplace")
+        return f"/{shown}" if parent == ROOT_INO else f"{shown} in directory inode {parent}"
+    if key[:1] == schema.INODE_PREFIX:
+        ino = schema.parse_inode_key(key).ino
+        return "/ (the root directory)" if ino == ROOT_INO else f"inode {ino}"
+    return f"key {key[:40]!r}"

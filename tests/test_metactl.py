@@ -3,7 +3,6 @@ server: its output, its effects (checked with the client) and its one-line error
 
 from __future__ import annotations
 
-import errno
 import itertools
 import os
 import pathlib
@@ -130,7 +129,10 @@ def test_rm_and_rm_r_of_a_tree(metactl, client, top):
     assert not any(isinstance(r, OSError) for r in batch.run())
     used = client.statfs().used_inodes
     assert failed(metactl("rm", f"{top}/tree")) == f"metactl: {top}/tree: Is a directory"
-    ok(metactl("rm", "-r", f"{top}/tree"))
+    removed = metactl("rm", "-r", f"{top}/tree")
+    # Piped, its progress is one line at the end: the count of what went.
+    assert (removed.returncode, removed.stdout) == (0, "")
+    assert re.fullmatch(r"metactl: rm: removed 1,205 entries, \d+\.\d s\n", removed.stderr)
     with pytest.raises(FileNotFoundError):
         client.resolve(f"{top}/tree")
     assert client.statfs().used_inodes == used - 1205
@@ -197,8 +199,7 @@ def test_dead_server_is_one_line():
     address = f"127.0.0.1:{free_port()}"   # nobody listens there
     result = subprocess.run([METACTL, "--server", address, "ls", "/"], capture_output=True,
                             text=True, timeout=60)
-    assert failed(result) in (f"metactl: {address}: {os.strerror(code)}"
-                              for code in (errno.ECONNREFUSED, errno.EIO))
+    assert failed(result) == f"metactl: cannot reach metaserver at {address}: Connection refused"
 
 from conftest import free_port
 

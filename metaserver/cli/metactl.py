@@ -2,7 +2,8 @@
 
 Paths are absolute in the metaserver (a relative one is taken from the root). A
 failure prints one line, `metactl: <path>: <strerror>`, and exits 1; when the server
-cannot be reached the line names its address instead of the path.
+cannot be reached, `metactl: cannot reach metaserver at ADDR: <why>`. Long work (rm -r,
+dump, load, fsck) shows its progress on a terminal (metaserver.cli.progress).
 
 `dump`, `load` and `fsck` work on an engine directly (`--meta-url`), not through a
 server: see their help for when that may be done while servers run.
@@ -17,8 +18,8 @@ import os
 import stat
 import sys
 import time
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager, nullcontext
 from typing import BinaryIO
 from urllib.parse import urlsplit
 
@@ -30,6 +31,7 @@ from engines.contract import Engine, EngineError
 from metaserver import __version__, rollback
 from metaserver.channel import (TOKEN_ENV, TOKEN_FILE_ENV, Credentials, CredentialsError,
                                 open_channel)
+from metaserver.cli.progress import Metered, Tracker, progress
 from metaserver.cli.quota import quota_app, summary
 from metaserver.cli.tokens import token_app
 from metaserver.client import Client, SessionTimeout, SessionToken, wire
@@ -47,6 +49,7 @@ from metaserver.v1 import server_pb2 as spb
 
 DEFAULT_SERVER = "127.0.0.1:7420"
 RM_PAGE = 1000
+SESSIONS_SHOWN = 20     # by `status`; it counts them all
 
 app = typer.Typer(add_completion=False, rich_markup_mode=None,
                   help="Inspect and change the namespace of a metaserver.")
@@ -93,9 +96,10 @@ class Session:
             _fail(path, f"{os.strerror(exc.errno)} (waiting for --min-seq {exc.awaited})")
         except OSError as exc:
             # The client names the server address when it could not get an answer.
-            if exc.filename == self.address or not keep_going:
-                _fail(self.address if exc.filename == self.address else path,
-                      os.strerror(exc.errno))
+            if exc.filename == self.address:
+                _unreachable(self.address, exc)
+            if not keep_going:
+                _fail(path, os.strerror(exc.errno))
             typer.echo(f"metactl: {path}: {os.strerror(exc.errno)}", err=True)
             self.failed = True
 
@@ -134,6 +138,15 @@ class Session:
 def _fail(what: str, reason: str) -> None:
     typer.echo(f"metactl: {what}: {reason}", err=True)
     raise typer.Exit(1)
+
+
+def _unreachable(address: str, exc: OSError) -> None:
+    """The one line for a call the server did not answer: refused, a name that does not
+    resolve, no answer in time. gRPC's message ends with the cause; the rest is noise."""
+    message = exc.strerror or os.strerror(exc.errno)
+    why = message.rstrip("]").rpartition(": ")[2] if exc.errno in (
+        errno.ECONNREFUSED, errno.EIO) else message
+    _fail(f"cannot reach metaserver at {address}", why or message)
 
 
 def _absolute(path: str) -> bytes:
@@ -337,7 +350,9 @@ def _stat_value(a: Attr, field: str) -> str:
 
 @app.command("stat")
 def stat_(ctx: typer.Context, path: str):
-    """Show every attribute of a path (symlinks not followed)."""
+    """Show every attribute of a path (symlinks not followed), a symlink's target, and
+    for a file with several links, each directory holding them (`link: PARENT_PATH
+    (inode N) xCOUNT`)."""
     s = _session(ctx)
     with s.reporting(path):
         entry = s.resolve(path)
@@ -347,6 +362,12 @@ def stat_(ctx: typer.Context, path: str):
             typer.echo(f"{field.name}: {_stat_value(a, field.name)}")
         if entry.type == FileType.SYMLINK:
             typer.echo(f"target: {_show(s.client.readlink(entry.ino))}")
+        if entry.type != FileType.DIRECTORY and not a.parent:
+            reply = _rpc(ctx, server_pb2_grpc.ServerInfoStub, "LinkParents",
+                         spb.LinkParentsRequest(ino=entry.ino))
+            for p in reply.parents:
+                where = _path_of(s.client, p.parent, s.client.getattr(p.parent))
+                typer.echo(f"link: {where} (inode {p.parent}) x{p.links}")
 
 
 def _path_of(client: Client, ino: int, attr: Attr) -> str:
@@ -485,26 +506,36 @@ def rm(ctx: typer.Context, paths: list[str],
     """Remove files (and with -r, directory trees). A path that fails is reported and
     the others are still removed (exit status 1), as rm(1) does."""
     s = _session(ctx)
-    for path in paths:
-        with s.reporting(path, keep_going=True):
-            try:
-                parent, name = s.locate(path)
-                entry = s.client.lookup(parent, name) if recursive else None
-                if entry is not None and entry.type == FileType.DIRECTORY:
-                    _remove_tree(s.client, parent, entry)
-                else:
-                    s.client.unlink(parent, name)
-            except FileNotFoundError:
-                if not force:
-                    raise
+    with _rm_progress(recursive) as removed:
+        for path in paths:
+            with s.reporting(path, keep_going=True):
+                try:
+                    parent, name = s.locate(path)
+                    entry = s.client.lookup(parent, name) if recursive else None
+                    if entry is not None and entry.type == FileType.DIRECTORY:
+                        _remove_tree(s.client, parent, entry, removed.advance)
+                    else:
+                        s.client.unlink(parent, name)
+                    removed.advance()
+                except FileNotFoundError:
+                    if not force:
+                        raise
     if s.failed:
         raise typer.Exit(1)
 
 
-def _remove_tree(client: Client, parent: int, top: Entry) -> None:
+def _rm_progress(recursive: bool):
+    """rm -r counts what it removes on a terminal (one line at the end when piped);
+    plain rm is as quiet as rm(1)."""
+    return progress("rm: removed", unit="entries") if recursive else nullcontext(Tracker())
+
+
+def _remove_tree(client: Client, parent: int, top: Entry,
+                 removed: Callable[[int], None]) -> None:
     """Depth first, one page at a time: a page's files go in one batch, its
     directories on the stack; a directory is re-read from the start until empty,
-    so memory stays at a page per level however big the tree."""
+    so memory stays at a page per level however big the tree. `removed(n)` is told
+    of each batch and directory gone (the top one is the caller's to count)."""
     stack = [(parent, top.name, top.ino)]
     while stack:
         parent_ino, name, ino = stack[-1]
@@ -512,6 +543,8 @@ def _remove_tree(client: Client, parent: int, top: Entry) -> None:
         if not entries:
             client.rmdir(parent_ino, name)
             stack.pop()
+            if stack:
+                removed(1)
             continue
         batch = client.batch()
         for e in entries:
@@ -519,9 +552,11 @@ def _remove_tree(client: Client, parent: int, top: Entry) -> None:
                 stack.append((ino, e.name, e.ino))
             else:
                 batch.unlink(ino, e.name)
-        for result in batch.run():
+        results = batch.run()
+        for result in results:
             if isinstance(result, OSError) and not isinstance(result, FileNotFoundError):
                 raise result
+        removed(len(results))
 
 
 @app.command()
@@ -652,10 +687,10 @@ def _rpc(ctx: typer.Context, stub, rpc: str, request):
         try:
             return getattr(stub(channel), rpc)(request, timeout=60)
         except grpc.RpcError as exc:
-            if not client_errors.answered(exc) and exc.code() == grpc.StatusCode.UNAVAILABLE:
+            if not client_errors.answered(exc) and exc.code() in (
+                    grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
                 # Not reached: the same line as every other command's.
-                _fail(address, os.strerror(client_errors.from_rpc_error(exc, address,
-                                                                        [None]).errno))
+                _unreachable(address, client_errors.from_rpc_error(exc, address, [None]))
             _fail(address, f"{exc.code().name}: {exc.details()}")
 
 
@@ -673,9 +708,12 @@ def _duration(seconds: float) -> str:
 @app.command()
 def status(ctx: typer.Context):
     """Show the server: version, engine, uptime, role, epoch, replication, security,
-    limits and usage."""
+    limits, usage, and client sessions (each: its lease and how many inodes it holds
+    open or locks; the first SESSIONS_SHOWN)."""
     info = _rpc(ctx, server_pb2_grpc.ServerInfoStub, "Info", spb.InfoRequest())
     repl = _replication(ctx, "Status", rpb.StatusRequest())
+    sessions = _rpc(ctx, server_pb2_grpc.ServerInfoStub, "Sessions",
+                    spb.SessionsRequest(limit=SESSIONS_SHOWN))
     s = _session(ctx)
     with s.reporting(s.address):
         usage = s.client.statfs()
@@ -698,7 +736,15 @@ def status(ctx: typer.Context):
     lines += [("security", ", ".join(security) or "none (open)"),
               ("limits", ", ".join(limits) or "none"), ("workers", info.workers),
               ("bytes", f"used {usage.used_bytes} of {usage.total_bytes}"),
-              ("inodes", f"used {usage.used_inodes} of {usage.total_inodes}")]
+              ("inodes", f"used {usage.used_inodes} of {usage.total_inodes}"),
+              ("sessions", sessions.count)]
+    now_ns = time.time_ns()
+    for session in sessions.sessions:
+        left = (session.expires_unix_ns - now_ns) / 1e9
+        lease = f"lease ends in {left:.1f} s" if left > 0 else \
+            f"lease ended {-left:.1f} s ago (cleaned up by maintenance)"
+        lines.append((f"session {session.id.hex()}",
+                      f"{lease}; holds or locks {session.inodes} inodes"))
     for key, value in lines:
         typer.echo(f"{key}: {value}")
 
@@ -879,8 +925,9 @@ def dump_command(file: str = typer.Argument(..., help="Where to write it; - for 
     It is the state after one change sequence, taken without stopping
     writers where the engine admits them. Prints one line (to standard
     error when FILE is -): keys, bytes, seconds and that change sequence."""
-    with _reporting(meta_url, file), _opened(meta_url) as engine, _file(file, "wb") as out:
-        summary = dump(engine, out, compress=compress)
+    with _reporting(meta_url, file), _opened(meta_url) as engine, _file(file, "wb") as out, \
+            progress("dump: wrote", unit="bytes", final_line=False) as written:
+        summary = dump(engine, Metered(out, written), compress=compress)
     typer.echo(str(summary), err=file == "-")
 
 
@@ -894,8 +941,9 @@ def load_command(file: str = typer.Argument(..., help="A dump; - for standard in
     discarded. Prints one line: keys, bytes, seconds, the source's change
     sequence and this engine's."""
     with _reporting(meta_url, file), _file(file, "rb") as src, \
-            _opened(meta_url, formatted=False) as engine:
-        summary = load(engine, src)
+            _opened(meta_url, formatted=False) as engine, \
+            progress("load: read", unit="bytes", final_line=False) as read:
+        summary = load(engine, Metered(src, read))
     typer.echo(str(summary))
 
 
@@ -909,7 +957,8 @@ def fsck_command(meta_url: str = _meta_url(),
     shared database. --repair is meant for a quiet namespace; it prints
     each change it makes."""
     with _reporting(meta_url), _opened(meta_url) as engine:
-        report = fsck(engine)
+        with progress("fsck: checking", unit="", final_line=False):
+            report = fsck(engine)
         typer.echo(str(report))
         if not report.ok and fix:
             typer.echo(str(repair(engine, report)))
