@@ -34,6 +34,7 @@ from metaserver.channel import (TOKEN_ENV, TOKEN_FILE_ENV, Credentials, Credenti
 from metaserver.cli.progress import Metered, Tracker, progress
 from metaserver.cli.quota import quota_app, summary
 from metaserver.cli.tokens import token_app
+from metaserver.cli.unreachable import unreachable
 from metaserver.client import Client, SessionTimeout, SessionToken, wire
 from metaserver.client import errors as client_errors
 from metaserver.dump import DumpError, TargetNotEmpty, dump, load
@@ -141,12 +142,8 @@ def _fail(what: str, reason: str) -> None:
 
 
 def _unreachable(address: str, exc: OSError) -> None:
-    """The one line for a call the server did not answer: refused, a name that does not
-    resolve, no answer in time. gRPC's message ends with the cause; the rest is noise."""
-    message = exc.strerror or os.strerror(exc.errno)
-    why = message.rstrip("]").rpartition(": ")[2] if exc.errno in (
-        errno.ECONNREFUSED, errno.EIO) else message
-    _fail(f"cannot reach metaserver at {address}", why or message)
+    typer.echo(f"metactl: {unreachable(address, exc)}", err=True)
+    raise typer.Exit(1)
 
 
 def _absolute(path: str) -> bytes:
@@ -763,7 +760,8 @@ def replication_status(ctx: typer.Context):
 def promote(ctx: typer.Context,
             force: bool = typer.Option(False, "--force", help="Promote even if the old "
                                        "primary cannot be fenced first (forced failover)."),
-            timeout: float = typer.Option(30.0, "--timeout", help="Seconds to wait for the "
+            timeout: float = typer.Option(30.0, "--timeout", metavar="SECONDS",
+                                          help="Seconds to wait for the "
                                           "follower to apply the old primary's last record.")):
     """Make the follower at --server the primary, with a new epoch.
 
@@ -826,7 +824,8 @@ def rollback_list(file: str = typer.Argument(..., help="A rollback file.")):
 
 @rollback_app.command("apply")
 def rollback_apply(ctx: typer.Context, file: str = typer.Argument(..., help="A rollback file."),
-                   seqs: list[int] = typer.Option([], "--seq", help="A record to re-apply "
+                   seqs: list[int] = typer.Option([], "--seq", metavar="SEQ",
+                                                  help="A record to re-apply "
                                                   "(repeatable)."),
                    apply_all: bool = typer.Option(False, "--all", help="Re-apply every record.")):
     """Run chosen records again on --server (the new primary), by path, with their

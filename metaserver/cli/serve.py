@@ -49,12 +49,19 @@ def _meta_url_option():
 
 
 def _config_option():
-    return typer.Option(None, "--config", metavar="FILE", help="TOML file of server settings.")
+    return typer.Option(None, "--config", metavar="FILE",
+                        help="TOML file of server settings; flags override it (default: none).")
+
+
+def _default(field: str) -> object:
+    """The value the server runs with when neither a flag nor the config file sets it."""
+    return ServerConfig.model_fields[field].default
 
 
 def _data_dir_option():
     return typer.Option(None, "--data-dir", metavar="DIR",
-                        help="Data directory of the default RocksDB engine.")
+                        help="Data directory of the default RocksDB engine "
+                        f"(default: {_default('data_dir')}).")
 
 
 def _configured(path: str | None, **overrides) -> ServerConfig:
@@ -103,24 +110,25 @@ def _fail(what: str, why: str) -> None:
 def serve_command(
     meta_url: str | None = _meta_url_option(),
     listen: str | None = typer.Option(None, "--listen", metavar="HOST:PORT",
-                                      help="HOST:PORT to serve on."),
+                                      help=f"HOST:PORT to serve on (default: "
+                                      f"{_default('listen')})."),
     config: str | None = _config_option(),
     data_dir: str | None = _data_dir_option(),
     metrics_listen: str | None = typer.Option(
         None, "--metrics-listen", metavar="HOST:PORT",
-        help="HOST:PORT to serve Prometheus /metrics on."),
+        help="HOST:PORT to serve Prometheus /metrics on (default: none, off)."),
     health_listen: str | None = typer.Option(
         None, "--health-listen", metavar="HOST:PORT",
         help="Also serve the gRPC health service alone, in plaintext, here (for probes "
-        "that cannot speak TLS, such as the kubelet's)."),
+        "that cannot speak TLS, such as the kubelet's; default: none, off)."),
     follow: str | None = typer.Option(
         None, "--follow", metavar="HOST:PORT",
         help="HOST:PORT of a primary: serve as its read-only follower "
-        "(writes are forwarded to it)."),
+        "(writes are forwarded to it; default: none, serve as a primary)."),
     rejoin: bool | None = typer.Option(
         None, "--rejoin/--no-rejoin", help="With --follow: follow even when this node holds "
         "records the primary's history lacks (a former primary after a forced failover); "
-        "they are written to a rollback file first."),
+        "they are written to a rollback file first (default: --no-rejoin)."),
     rollback_dir: str | None = typer.Option(
         None, "--rollback-dir", metavar="DIR",
         help="Where rollback files go (default: DATA_DIR-rollback)."),
@@ -144,10 +152,11 @@ def serve_command(
     token_store: str | None = typer.Option(
         None, "--token-store", metavar="FILE",
         help="Require a bearer token of this store (`metactl token create`) on every call "
-        "but health and reflection."),
+        "but health and reflection (default: none, open)."),
     allow_insecure_network: bool | None = typer.Option(
         None, "--allow-insecure-network/--no-allow-insecure-network",
-        help="Serve a non-loopback address without TLS and tokens."),
+        help="Serve a non-loopback address without TLS and tokens "
+        "(default: --no-allow-insecure-network)."),
     follow_token_file: str | None = typer.Option(
         None, "--follow-token-file", metavar="FILE",
         help="With --follow: the file holding the token (replication role) to show the "
@@ -162,14 +171,13 @@ def serve_command(
                                               help="The private key of --follow-tls-cert."),
     client_ops_per_s: float | None = typer.Option(
         None, "--client-ops-per-s", metavar="N",
-        help="Calls per second each client (token) may make; "
-        "0: no limit."),
+        help="Calls per second each client (token) may make; 0: no limit (default: 0)."),
     client_max_concurrent: int | None = typer.Option(
         None, "--client-max-concurrent", metavar="N",
-        help="Concurrent calls per client; 0: no limit."),
+        help="Concurrent calls per client; 0: no limit (default: 0)."),
     max_concurrent_calls: int | None = typer.Option(
         None, "--max-concurrent-calls", metavar="N",
-        help="Concurrent calls of all clients; 0: no limit."),
+        help="Concurrent calls of all clients; 0: no limit (default: 0)."),
 ) -> None:
     """Serve the metadata API over gRPC until SIGTERM or SIGINT.
 
