@@ -2,7 +2,8 @@
 
 `metafs mount` runs in the background by default: it starts itself in the foreground
 as a detached process logging to --log-file, and returns once the mount is up (or
-prints why it did not come up and exits 1). A failure prints one line and exits 1.
+prints why it did not come up and exits 1). A failure prints one line and exits 1
+(a usage error too, with status 2).
 """
 
 from __future__ import annotations
@@ -17,12 +18,14 @@ from typing import Optional
 
 import typer
 
+from metaserver import __version__
+from metaserver.cli.unreachable import unreachable
 from metaserver.fuse.mount import MountOptions, run
 
 DEFAULT_SERVER = "127.0.0.1:7420"
 MOUNT_WAIT_SECONDS = 30.0
 
-app = typer.Typer(add_completion=False, no_args_is_help=True,
+app = typer.Typer(add_completion=False, rich_markup_mode=None,
                   help="Mount a metaserver namespace with FUSE (metadata over gRPC, file "
                        "data in a shared data directory).")
 
@@ -32,6 +35,20 @@ def _fail(message: str) -> None:
     raise typer.Exit(1)
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"metafs {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(version: bool = typer.Option(False, "--version", is_eager=True,
+                                       callback=_print_version,
+                                       help="Print the version and exit.")) -> None:
+    """Mount a metaserver namespace with FUSE (metadata over gRPC, file data in a shared
+    data directory)."""
+
+
 def _default_data_dir(server: str) -> str:
     base = os.environ.get("XDG_DATA_HOME") or os.path.expanduser("~/.local/share")
     return os.path.join(base, "metafs", server.replace(":", "_"))
@@ -39,10 +56,12 @@ def _default_data_dir(server: str) -> str:
 
 @app.command()
 def mount(
-    mountpoint: str = typer.Argument(..., help="An existing empty directory."),
-    server: str = typer.Option(DEFAULT_SERVER, "--server", help="HOST:PORT of a metaserver."),
+    mountpoint: str = typer.Argument(..., metavar="MOUNTPOINT",
+                                     help="An existing empty directory."),
+    server: str = typer.Option(DEFAULT_SERVER, "--server", envvar="METASERVER_ADDRESS",
+                               metavar="HOST:PORT", help="The metaserver to mount."),
     data_dir: Optional[str] = typer.Option(
-        None, "--data-dir", help="Object store of file data; every mount of one namespace "
+        None, "--data-dir", metavar="DIR", help="Object store of file data; every mount of one namespace "
         "must share it. Default: $XDG_DATA_HOME/metafs/HOST_PORT."),
     foreground: bool = typer.Option(False, "--foreground", "-f",
                                     help="Serve in this process until unmounted."),
@@ -50,19 +69,19 @@ def mount(
                                    help="Refuse writes (EROFS) instead of sending them; on "
                                         "a follower, writes are otherwise forwarded."),
     attr_timeout: float = typer.Option(
-        0.0, help="Seconds the kernel caches attributes. 0 by default: libfuse's path API "
+        0.0, metavar="SECONDS", help="Seconds the kernel caches attributes. 0 by default: libfuse's path API "
         "gives each name of a hard-linked file its own kernel inode, whose cached nlink, "
         "ctime and size would go stale when another name changes them."),
-    entry_timeout: float = typer.Option(1.0, help="Seconds the kernel caches names."),
-    negative_timeout: float = typer.Option(0.0, help="Seconds the kernel caches absent names."),
-    timeout: float = typer.Option(30.0, help="Seconds for one attempt of one call."),
+    entry_timeout: float = typer.Option(1.0, metavar="SECONDS", help="Seconds the kernel caches names."),
+    negative_timeout: float = typer.Option(0.0, metavar="SECONDS", help="Seconds the kernel caches absent names."),
+    timeout: float = typer.Option(30.0, metavar="SECONDS", help="Seconds for one attempt of one call."),
     session_ttl: float = typer.Option(
-        30.0, help="Seconds the server keeps this mount's locks and open-unlinked files "
+        30.0, metavar="SECONDS", help="Seconds the server keeps this mount's locks and open-unlinked files "
         "after it stops renewing its session (it died or lost the server)."),
-    token: Optional[str] = typer.Option(None, "--token", envvar="METASERVER_TOKEN",
+    token: Optional[str] = typer.Option(None, "--token", envvar="METASERVER_TOKEN", metavar="TOKEN",
                                         help="Bearer token for the server."),
     log_file: Optional[str] = typer.Option(
-        None, "--log-file", help="Background mode's log (default: DATA_DIR/metafs.log)."),
+        None, "--log-file", metavar="FILE", help="Background mode's log (default: DATA_DIR/metafs.log)."),
     debug: bool = typer.Option(False, "--debug", help="libfuse's request trace."),
 ) -> None:
     """Mount the namespace served at --server on MOUNTPOINT."""
@@ -79,7 +98,8 @@ def mount(
                              negative_timeout=negative_timeout, timeout=timeout, token=token,
                              debug=debug, session_ttl=session_ttl))
         except OSError as exc:
-            _fail(f"{server}: {exc.strerror or exc}")
+            _fail(unreachable(server, exc) if exc.filename == server
+                  else f"{server}: {exc.strerror or exc}")
         except RuntimeError as exc:     # libfuse refused (fuse_main's status)
             _fail(f"{mountpoint}: libfuse failed to mount ({exc})")
         return
@@ -105,7 +125,7 @@ def mount(
 
 
 @app.command()
-def umount(mountpoint: str = typer.Argument(...),
+def umount(mountpoint: str = typer.Argument(..., metavar="MOUNTPOINT"),
            lazy: bool = typer.Option(False, "--lazy", "-z",
                                      help="Detach now, clean up when no longer busy.")) -> None:
     """Unmount a metafs mount (its process then exits)."""
@@ -118,7 +138,14 @@ def umount(mountpoint: str = typer.Argument(...),
 
 
 def main() -> None:
-    app(prog_name="metafs")
+    try:
+        code = app(prog_name="metafs", standalone_mode=False)
+    except typer.TyperException as exc:     # usage errors: one line, as metaserver's
+        typer.echo(f"metafs: {exc.format_message()} (see metafs --help)", err=True)
+        code = exc.exit_code
+    except typer.Abort:
+        code = 1
+    sys.exit(code or 0)
 
 
 if __name__ == "__main__":
