@@ -100,10 +100,12 @@ def parser() -> argparse.ArgumentParser:
                             "timed phase needs are created, and whatever is left removed, "
                             "untimed. `metabench scale --help` for the scale curve.")
     n = non_negative(int)
-    p.add_argument("-n", dest="items", type=n, default=0, help="items per process")
-    p.add_argument("-I", dest="items_per_dir", type=n, default=0, help="items per directory")
-    p.add_argument("-z", dest="depth", type=n, default=0, help="tree depth")
-    p.add_argument("-b", dest="branch", type=n, default=1, help="branching factor")
+    p.add_argument("-n", dest="items", type=n, default=0, help="items per process (give -n or -I)")
+    p.add_argument("-I", dest="items_per_dir", type=n, default=0,
+                   help="items per directory (give -n or -I)")
+    p.add_argument("-z", dest="depth", type=n, default=0, help="tree depth (default: %(default)s)")
+    p.add_argument("-b", dest="branch", type=n, default=1,
+                   help="branching factor (default: %(default)s)")
     p.add_argument("-u", dest="unique_dir", action="store_true", help="unique tree per process")
     p.add_argument("-L", dest="leaf_only", action="store_true", help="items at leaves only")
     p.add_argument("-F", dest="files_only", action="store_true", help="files only")
@@ -111,17 +113,23 @@ def parser() -> argparse.ArgumentParser:
     for name, flag in PHASE_FLAGS.items():
         p.add_argument(f"-{flag}", dest=name, action="store_true", help=f"{name} phase")
     p.add_argument("-w", dest="write_bytes", type=n, default=0,
-                   help="bytes per file, recorded as one slice in the chunk map")
-    p.add_argument("-i", dest="iterations", type=n, default=1, help="iterations")
+                   help="bytes per file, recorded as one slice in the chunk map "
+                        "(default: %(default)s)")
+    p.add_argument("-i", dest="iterations", type=n, default=1,
+                   help="iterations (default: %(default)s)")
     p.add_argument("-W", dest="stonewall", type=non_negative(float), default=0.0,
-                   help="stonewall: stop issuing a phase's work after this many seconds")
+                   help="stonewall: stop issuing a phase's work after this many seconds "
+                        "(default: %(default)s, none)")
     p.add_argument("--io500-easy", action="store_true",
                    help="unique directory per process, files at leaves (-u -L -F)")
     p.add_argument("--io500-hard", action="store_true",
                    help=f"one shared directory, {IO500_HARD_BYTES}-byte files (-F -w {IO500_HARD_BYTES})")
-    p.add_argument("-P", dest="processes", type=n, default=1, help="client processes")
-    p.add_argument("--inflight", type=n, default=1, help="concurrent requests per process")
-    p.add_argument("--batch", type=n, default=0, help="operations per Batch RPC (0: unary)")
+    p.add_argument("-P", dest="processes", type=n, default=1,
+                   help="client processes (default: %(default)s)")
+    p.add_argument("--inflight", type=n, default=1,
+                   help="concurrent requests per process (default: %(default)s)")
+    p.add_argument("--batch", type=n, default=0,
+                   help="operations per Batch RPC (0: unary; default: %(default)s)")
     target = p.add_mutually_exclusive_group()
     target.add_argument("--server", default="", metavar="HOST:PORT",
                         help=f"the metaserver (default: $METASERVER_ADDRESS or {DEFAULT_SERVER})")
@@ -136,9 +144,10 @@ def parser() -> argparse.ArgumentParser:
                         "alternating windows of S seconds (default 1)")
     p.add_argument("--separate-baselines", action="store_true",
                    help="run echo and raw after the target, as whole runs of their own")
-    p.add_argument("--json", default="", metavar="FILE")
-    p.add_argument("--plot", default="", metavar="FILE.png")
-    p.add_argument("--timeout", type=non_negative(float), default=30.0, help="seconds per call")
+    p.add_argument("--json", default="", metavar="FILE", help="write the results here as JSON")
+    p.add_argument("--plot", default="", metavar="FILE.png", help="draw the rates here")
+    p.add_argument("--timeout", type=non_negative(float), default=30.0, metavar="SECONDS",
+                   help="seconds per call (default: %(default)s)")
     p.add_argument("--version", action="version", version=f"metabench {_version()}")
     p.add_argument("--token", default="", metavar="TOKEN",
                    help="bearer token for --server (default: $METASERVER_TOKEN)")

@@ -37,38 +37,47 @@ PROJECT_LIST = 10_000_000
 
 
 def parser() -> argparse.ArgumentParser:
-    p = Parser(prog="metabench scale", description=__doc__.splitlines()[0])
+    p = Parser(prog="metabench scale", description=" ".join(__doc__.split("\n\n")[0].split()))
     count = non_negative(lambda text: int(float(text)))
-    p.add_argument("--to", type=count, default=DEFAULT_STEPS[-1], help="files at the last step")
+    p.add_argument("--to", type=count, default=DEFAULT_STEPS[-1],
+                   help="files at the last step (default: %(default).0e)")
     p.add_argument("--steps", default="", help="comma-separated file counts "
                    "(default: 1e5, 1e6, 1e7, then x10, up to --to)")
     p.add_argument("--meta-url", default="", metavar="URL",
                    help="engine to grow (default: durable RocksDB in a temporary directory, "
                         "removed at the end)")
-    p.add_argument("--sample", type=count, default=2000, help="items per sampled phase")
-    p.add_argument("--batch", type=count, default=100, help="operations per Batch RPC (0: unary)")
-    p.add_argument("--inflight", type=count, default=2, help="concurrent requests")
-    p.add_argument("--page", type=count, default=1000, help="readdir page size")
+    p.add_argument("--sample", type=count, default=2000,
+                   help="items per sampled phase (default: %(default)s)")
+    p.add_argument("--batch", type=count, default=100,
+                   help="operations per Batch RPC (0: unary; default: %(default)s)")
+    p.add_argument("--inflight", type=count, default=2,
+                   help="concurrent requests (default: %(default)s)")
+    p.add_argument("--page", type=count, default=1000,
+                   help="readdir page size (default: %(default)s)")
     p.add_argument("--list-seconds", type=non_negative(float), default=900,
-                   help="bound on listing the whole directory at each step")
+                   help="seconds bounding the listing of the whole directory at each step "
+                   "(default: %(default)s)")
     bulk = p.add_argument_group("--bulk: build each step anew in bulk, then measure a "
                                 "real server on it (metabench.scale_bulk)")
-    bulk.add_argument("--bulk", action="store_true")
+    bulk.add_argument("--bulk", action="store_true",
+                      help="build each step's namespace in bulk (SST files) instead of "
+                      "growing it through the runner")
     bulk.add_argument("--files-per-dir", type=count, default=1_000_000,
-                      help="files per directory of the built tree")
+                      help="files per directory of the built tree (default: %(default)s)")
     bulk.add_argument("--seconds", type=non_negative(float), default=10,
-                      help="bound on each measured phase")
+                      help="seconds bounding each measured phase (default: %(default)s)")
     bulk.add_argument("--fsck-up-to", type=count, default=10_000_000,
-                      help="check whole namespaces up to this many files, a sample above")
+                      help="check whole namespaces up to this many files, a sample above "
+                      "(default: %(default)s)")
     bulk.add_argument("--fsck-sample", type=count, default=100_000,
-                      help="files checked above --fsck-up-to")
+                      help="files checked above --fsck-up-to (default: %(default)s)")
     bulk.add_argument("--dump-seconds", type=non_negative(float), default=600,
-                      help="bound on timing metactl dump")
+                      help="seconds bounding the timing of metactl dump (default: %(default)s)")
     bulk.add_argument("--scratch", default="", metavar="DIR",
                       help="where the stores are built (default: a temporary directory)")
     bulk.add_argument("--keep", action="store_true", help="keep each step's store")
-    p.add_argument("--json", default="", metavar="FILE")
-    p.add_argument("--plot", default="", metavar="FILE.png")
+    p.add_argument("--json", default="", metavar="FILE", help="write the results here as JSON")
+    p.add_argument("--plot", default="", metavar="FILE.png", help="draw the curves here")
     p.add_argument("--table", default="", metavar="FILE.md", help="also write the table here")
     return p
 
