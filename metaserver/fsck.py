@@ -1,7 +1,7 @@
 """fsck: read a whole namespace from an engine and report every broken invariant.
 
-Read-only. One point-in-time scan (Engine.snapshot_scan) streams inodes, counters and
-usage deltas in key order, so the result is exact even while others write: it is the
+Read-only. One point-in-time scan (Engine.snapshot_scan) streams inodes, counters,
+quotas and usage and tree-totals deltas in key order, so the result is exact even while others write: it is the
 state after change record `Report.seq`. Memory stays proportional to the number of
 inodes: per inode only a few integers are kept (its attr fields, how many entries name
 it and from where, link-parent sums), never names.
@@ -29,6 +29,13 @@ Problem kinds (each reported with the inode it concerns; 0 for namespace-wide on
   unreachable        a directory whose chain of parents ends at an orphan or a cycle
   next_inode         the nextInode counter is not above every inode number
   usage              statfs used inodes / bytes differ from the inodes / regular file sizes
+  tree_totals        a directory's stats (`T` plus pending `W` deltas) differ from its own
+                     entries and their regular files' sizes, or a quota'd directory's
+                     usage (`U`) from its whole tree's, or the `quotas` counter from the
+                     quotas (checked only in an otherwise sound namespace: they summarize
+                     it, and repair recomputes them after any other fix)
+  stray_tree         stats deltas or a quota of an inode that is not a directory, or a
+                     quota usage without a quota
 """
 
 from __future__ import annotations
@@ -40,7 +47,7 @@ from itertools import groupby
 
 from engines.contract import Engine
 from metaserver import schema
-from metaserver.types import ROOT_INO, FileType
+from metaserver.types import ROOT_INO, FileType, Summary
 
 _MASK = (1 << 64) - 1
 _DIR = FileType.DIRECTORY
@@ -84,7 +91,8 @@ class Report:
 class _Node:
     """What fsck remembers about one inode: integers only."""
     __slots__ = ("type", "nlink", "parent", "size", "refs", "dtype", "last_parent",
-                 "ref_hash", "subdirs", "p_count", "p_hash", "p_keys", "has_target", "held")
+                 "ref_hash", "subdirs", "p_count", "p_hash", "p_keys", "has_target", "held",
+                 "subfiles", "links", "kept", "usage")
 
     def __init__(self) -> None:
         self.type = 0           # 0 until its attr is seen
@@ -97,6 +105,10 @@ class _Node:
         self.p_count = self.p_hash = self.p_keys = 0    # the same two sums from `P` keys
         self.has_target = False
         self.held = False       # a client session holds it open (`H` key)
+        self.subfiles = 0       # entries of other types inside this inode
+        self.links: list[tuple[int, int]] | None = None     # (parent, count) of `P` keys
+        self.kept: Summary | None = None    # a directory's `T` plus its `W` deltas
+        self.usage: Summary | None = None   # a quota'd directory's `U`
 
 
 def _h(ino: int) -> int:
@@ -113,6 +125,8 @@ class _Checker:
         self.nodes: dict[int, _Node] = {}
         self.counters: dict[bytes, bytes] = {}
         self.used_bytes = self.used_inodes = 0      # the usage deltas, summed
+        self.tree_keyed: set[int] = set()           # inodes with `W` or `Q` keys
+        self.quotas: set[int] = set()               # inodes with `Q` keys
         self.report = Report()
 
     def node(self, ino: int) -> _Node:
@@ -122,7 +136,8 @@ class _Checker:
         return n
 
     def run(self) -> Report:
-        self.report.seq, pairs = self.engine.snapshot_scan(schema.INODE_PREFIX, schema.DELTA_END)
+        self.report.seq, pairs = self.engine.snapshot_scan(schema.INODE_PREFIX,
+                                                           schema.TREE_DELTA_END)
         for prefix, group in groupby(pairs, key=lambda pair: pair[0][:1]):
             if prefix == schema.INODE_PREFIX:
                 self.scan_inodes(group)
@@ -137,10 +152,27 @@ class _Checker:
                         continue
                     self.used_bytes += nbytes
                     self.used_inodes += inodes
+            elif prefix == schema.TREE_DELTA_PREFIX:
+                for key, value in group:
+                    ino = schema.tree_delta_ino(key)
+                    self.tree_keyed.add(ino)
+                    try:
+                        self.keep(ino, schema.decode_tree(value))
+                    except struct.error as exc:
+                        self.report.add("undecodable", ino, f"{key!r}: {exc}")
+            elif prefix == schema.QUOTA_PREFIX:
+                self.quotas.update(schema.quota_ino(key) for key, _ in group)
+                self.tree_keyed |= self.quotas
         self.check_inodes()
         self.check_reachable()
         self.check_counters()
+        self.check_trees()
         return self.report
+
+    def keep(self, ino: int, stat: Summary) -> None:
+        n = self.node(ino)
+        kept = n.kept or Summary()
+        n.kept = Summary(kept.dirs + stat.dirs, kept.files + stat.files, kept.size + stat.size)
 
     # --- pass 1: the inode keys, one inode's keys at a time ------------------------------
     def scan_inodes(self, pairs: Iterator[tuple[bytes, bytes]]) -> None:
@@ -172,16 +204,23 @@ class _Checker:
             c.ref_hash = (c.ref_hash + _h(ino)) & _MASK
             if type_ == _DIR:
                 self.node(ino).subdirs += 1
+            else:
+                self.node(ino).subfiles += 1
         elif tag == schema.PARENT_TAG:
             count = schema.decode_count(value)
             n = self.node(ino)
             n.p_keys += 1
             n.p_count += count
             n.p_hash = (n.p_hash + count * _h(schema.parent_of_key(key))) & _MASK
+            n.links = (n.links or []) + [(schema.parent_of_key(key), count)]
         elif tag == schema.SYMLINK_TAG:
             self.node(ino).has_target = True
         elif tag == schema.HOLD_TAG:
             self.node(ino).held = True
+        elif tag == schema.TREE_TAG:
+            self.keep(ino, schema.decode_tree(value))
+        elif tag == schema.USAGE_TAG:
+            self.node(ino).usage = schema.decode_tree(value)
         elif tag not in (schema.CHUNK_TAG, schema.XATTR_TAG, schema.LOCK_TAG):
             raise ValueError(f"unknown key tag {tag!r}")
 
@@ -302,6 +341,81 @@ class _Checker:
         if used_inodes != r.inodes or used_bytes != sizes:
             r.add("usage", 0, f"statfs says {used_inodes} inodes, {used_bytes} bytes; "
                   f"found {r.inodes} inodes, {sizes} bytes in regular files")
+
+
+    # --- pass 5: directory stats and quota usage ----------------------------------------
+    def check_trees(self) -> None:
+        """Each directory's stats against its own entries and their file sizes; each
+        quota'd directory's usage against those summed up its tree along attr.parent
+        (directories whose chain of parents does not reach the root are reported
+        already, and skipped)."""
+        sound = self.report.ok
+        for ino in sorted(self.tree_keyed):
+            n = self.nodes.get(ino)
+            if n is None or n.type != _DIR:
+                self.report.add("stray_tree", ino, "stats deltas or a quota of "
+                                + ("a missing inode" if n is None or not n.type else
+                                   f"a {FileType(n.type).name}"))
+        for ino, n in self.nodes.items():
+            if n.usage is not None and ino not in self.quotas:
+                self.report.add("stray_tree", ino, "a quota usage without a quota")
+        if not sound:
+            return
+        quotas = self.counter("quotas")
+        if quotas != len(self.quotas):
+            self.report.add("tree_totals", 0, f"quotas counter {quotas}, "
+                            f"{len(self.quotas)} quotas")
+        own = {ino: Summary(n.subdirs, n.subfiles, 0) for ino, n in self.nodes.items()
+               if n.type == _DIR}
+        for n in self.nodes.values():
+            if n.type == FileType.REGULAR and n.size and n.refs:
+                links = [(n.last_parent, 1)] if n.refs == 1 else n.links or []
+                for parent, count in links:
+                    if parent in own:
+                        own[parent].size += n.size * count
+        for ino, want in own.items():
+            kept = self.nodes[ino].kept or Summary()
+            if kept != want:
+                self.report.add("tree_totals", ino, f"stats say {_counts(kept)}; its entries "
+                                f"are {_counts(want)}")
+        if not self.quotas:
+            return
+        depth = self.depths()
+        below = {ino: Summary(s.dirs, s.files, s.size) for ino, s in own.items()}
+        for ino in sorted(depth, key=depth.__getitem__, reverse=True):   # deepest first
+            if ino != ROOT_INO:
+                up = below[self.nodes[ino].parent]
+                up.dirs, up.files, up.size = (up.dirs + below[ino].dirs, up.files +
+                                              below[ino].files, up.size + below[ino].size)
+        for ino in sorted(self.quotas & depth.keys()):
+            usage = self.nodes[ino].usage or Summary()
+            if usage != below[ino]:
+                self.report.add("tree_totals", ino, f"quota usage {_counts(usage)}; its tree "
+                                f"holds {_counts(below[ino])}")
+
+    def depths(self) -> dict[int, int]:
+        """Depth below the root of every directory whose attr.parent chain reaches it."""
+        depth = {ROOT_INO: 0} if ROOT_INO in self.nodes else {}
+        for start, n in self.nodes.items():
+            if n.type != _DIR or start in depth:
+                continue
+            path, cur, seen = [], start, set()
+            while cur not in depth:
+                node = self.nodes.get(cur)
+                if node is None or node.type != _DIR or cur in seen:
+                    path = []
+                    break
+                seen.add(cur)
+                path.append(cur)
+                cur = node.parent
+            base = depth.get(cur, 0)
+            for i, ino in enumerate(reversed(path), 1):
+                depth[ino] = base + i
+        return depth
+
+
+def _counts(s: Summary) -> str:
+    return f"{s.dirs} dirs, {s.files} files, {s.size} bytes"
 
 
 def _tags(keys: dict[bytes, int]) -> str:

@@ -14,6 +14,10 @@ transaction (change-record header: operation "repair") that re-reads what it cha
    absent); nlink, attr.parent and the `P` link-parent keys are recomputed.
 4. the usage counters are set so that with the pending deltas they equal the inodes and
    regular-file bytes found (one transaction that scans them, so it is exact).
+5. directory stats: deltas and quotas of non-directories are deleted; if fsck found
+   stats or quota usage wrong, or any fix above changed the namespace, every directory's
+   stats and quota usage are set to what a walk from the root finds (one transaction:
+   exact, but as big as the tree).
 
 Left alone (reported in RepairSummary.left): undecodable keys, symlinks without a
 target, a root that is not a directory. Meant for a quiet namespace (e.g. `metactl fsck
@@ -36,7 +40,7 @@ from engines import transactional
 from engines.contract import Engine, Txn
 from metaserver import schema
 from metaserver.errors import FsError, quote
-from metaserver.ops import admin, create
+from metaserver.ops import admin, create, quota
 from metaserver.ops.metatx import MetaTx, OpContext
 from metaserver.types import ROOT_INO, Attr, FileType
 
@@ -47,6 +51,7 @@ _DIR = FileType.DIRECTORY
 # are among them: a loop hidden behind a second entry (which pass 1 removes) shows as
 # unreachable, not as a cycle.
 _ENTRY_KINDS = {"dangling_dentry", "dentry_type", "dir_links", "cycle", "unreachable", "root"}
+_TREE_KINDS = {"tree_totals", "stray_tree"}      # fixed in pass 5 alone
 _LEFT_ALONE = {"undecodable": "undecodable data is not guessed at",
                "missing_target": "a symlink's target cannot be recovered"}
 
@@ -105,10 +110,15 @@ class _Repairer:
         self.fix_entries({ino for kind in _ENTRY_KINDS for ino in by_kind.get(kind, ())})
         if "next_inode" in by_kind:
             self.fix("nextInode", fix_next_inode)
-        self.settle({p.ino for p in problems if p.ino and p.kind not in _LEFT_ALONE}
+        self.settle({p.ino for p in problems
+                     if p.ino and p.kind not in _LEFT_ALONE and p.kind not in _TREE_KINDS}
                     | self.touched)
         if "usage" in by_kind:
             self.fix("usage counters", fix_usage)
+        for ino in sorted(by_kind.get("stray_tree", ())):
+            self.fix(f"tree keys of inode {ino}", lambda tx, ino=ino: drop_tree_keys(tx, ino))
+        if "tree_totals" in by_kind or self.summary.transactions:
+            self.fix("tree totals", fix_tree_totals)
         return self.summary
 
     # --- running one fix --------------------------------------------------------------
@@ -350,6 +360,32 @@ def fix_next_inode(tx: MetaTx) -> Iterable[str]:
     if current < wanted:
         tx.set_counter("nextInode", wanted)
         yield f"nextInode {current} -> {wanted}"
+
+
+def drop_tree_keys(tx: MetaTx, ino: int) -> Iterable[str]:
+    """Stats deltas and a quota of an inode that is not a directory; a quota usage
+    without a quota."""
+    a = tx.attrs([ino])[0]
+    if a is None or not a.is_dir:
+        for key, _ in list(tx.tree_deltas(ino)):
+            tx.del_key(key)
+        tx.del_quota(ino)
+        yield f"inode {ino}: stats deltas and quota deleted"
+    elif not tx.quotas_of([ino]):
+        tx.del_quota(ino)
+        yield f"inode {ino}: quota usage without a quota deleted"
+
+
+def fix_tree_totals(tx: MetaTx) -> Iterable[str]:
+    """Every directory's stats and quota usage set to what a walk from the root finds,
+    and the quotas counter to the number of quotas."""
+    check = quota.check_tree(tx, ino=ROOT_INO, repair=True)
+    if check.repaired:
+        yield f"stats of {check.wrong} directories (or their quota usage) set from a walk"
+    count, want = tx.counter(quota.QUOTAS_COUNTER), len(list(tx.quotas()))
+    if count != want:
+        tx.set_counter(quota.QUOTAS_COUNTER, want)
+        yield f"quotas counter {count} -> {want}"
 
 
 def fix_usage(tx: MetaTx) -> Iterable[str]:

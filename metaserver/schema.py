@@ -16,19 +16,20 @@ of one inode sit together.
 |                             | its last unlink leaves it (nlink 0) until released      |
 | `A` ino:8 `K` session:16    | locks of one owner: msgpack [[type, start, end, pid]];  |
 |   owner:8 flock:1           | flock 1 = flock(2), 0 = POSIX byte ranges               |
-| `A` ino:8 `T`               | directory tree totals, folded: size:8 files:8 dirs:8    |
-|                             | signed, of everything below the directory (ops/quota.py)|
+| `A` ino:8 `T`               | directory stats, folded: size:8 files:8 dirs:8 signed,  |
+|                             | of the directory's own entries (ops/quota.py)           |
+| `A` ino:8 `U`               | a quota'd directory's tree usage: size:8 files:8 dirs:8 |
+|                             | of everything below it, updated in place                |
 | `L` session:16              | client session lease: expires_ns:8 (ops/sessions.py)    |
 | `L` session:16 ino:8        | (empty) the session holds or locks that inode           |
 | `C` name                    | counter: value:8 signed (nextInode, nextSlice,          |
-|                             | usedBytes, usedInodes, format)                          |
+|                             | usedBytes, usedInodes, format, quotas: how many `Q`)    |
 | `U` writer:8 n:8            | statfs delta: bytes:8 inodes:8 signed; blind-written by |
 |                             | mutations, folded into the counters by maintenance      |
 | `Q` ino:8                   | directory quota: max_bytes:8 max_inodes:8 (0: no limit) |
-| `W` ino:8 writer:8 n:8      | tree-totals delta of directory ino: size:8 files:8      |
-|                             | dirs:8 signed; blind-written by mutations below it      |
-|                             | (a quota'd directory's totals are updated in place),    |
-|                             | folded into its `T` key by maintenance                  |
+| `W` ino:8 writer:8 n:8      | directory-stats delta of directory ino: size:8 files:8  |
+|                             | dirs:8 signed; blind-written by mutations of its        |
+|                             | entries, folded into its `T` key by maintenance         |
 | `R` request-id              | idempotency: time_ns:8, op (length-prefixed), encoded   |
 |                             | first result                                            |
 | `\\xff...`                   | owned by the engine layer (change log: engines.contract;|
@@ -44,9 +45,10 @@ of one inode sit together.
 Hard links: a file with one link keeps its parent in attr.parent; with more, parent
 is 0 and `P` keys count links per parent (they sum to nlink).
 
-Tree totals: a directory's `T` plus its pending `W` deltas count every entry below it
-(files and directories, at any depth; a file with two names counts twice) and the bytes
-of the regular files they name; `metactl summary` reads them, quotas limit them.
+Directory stats: a directory's `T` plus its pending `W` deltas count its own entries
+(files, directories; a file with two names counts once per name) and the bytes of the
+regular files they name; `metactl summary` adds them up over the directories of a tree.
+A quota'd directory's `U` is the same count over its whole tree; quotas limit it.
 """
 
 from __future__ import annotations
@@ -90,8 +92,9 @@ TREE_DELTA_END = b"X"
 ATTR_TAG, ENTRY_TAG, PARENT_TAG, CHUNK_TAG, SYMLINK_TAG, XATTR_TAG = \
     b"I", b"D", b"P", b"C", b"S", b"X"
 HOLD_TAG, LOCK_TAG = b"H", b"K"       # client sessions' open-unlinked holds and locks
-TREE_TAG = b"T"                       # a directory's folded tree totals
-_TAGS = {FileType.DIRECTORY: frozenset({ATTR_TAG, XATTR_TAG, ENTRY_TAG, LOCK_TAG, TREE_TAG}),
+TREE_TAG, USAGE_TAG = b"T", b"U"      # a directory's stats, a quota'd one's tree usage
+_TAGS = {FileType.DIRECTORY: frozenset({ATTR_TAG, XATTR_TAG, ENTRY_TAG, LOCK_TAG, TREE_TAG,
+                                        USAGE_TAG}),
          FileType.REGULAR: frozenset({ATTR_TAG, XATTR_TAG, CHUNK_TAG, PARENT_TAG, HOLD_TAG,
                                       LOCK_TAG}),
          FileType.SYMLINK: frozenset({ATTR_TAG, XATTR_TAG, SYMLINK_TAG, PARENT_TAG})}
@@ -258,6 +261,10 @@ def delta_number(key: bytes) -> int:
 
 def tree_key(ino: int) -> bytes:
     return INODE_PREFIX + _ino(ino) + TREE_TAG
+
+
+def usage_key(ino: int) -> bytes:
+    return INODE_PREFIX + _ino(ino) + USAGE_TAG
 
 
 def tree_delta_key(ino: int, writer: int, n: int) -> bytes:

@@ -168,12 +168,14 @@ class Quota:
 
 @dataclass(slots=True)
 class TreeCheck:
-    """A directory tree's totals as kept incrementally and as found by a walk."""
+    """A directory tree's totals as kept incrementally and as found by a walk, and how
+    many of its directories' stats (or quota usages) the walk found wrong."""
     ino: int
     kept: Summary
     walked: Summary
+    wrong: int = 0
     repaired: bool = False
 
     @property
     def ok(self) -> bool:
-        return self.kept == self.walked
+        return not self.wrong and self.kept == self.walked

@@ -54,7 +54,7 @@ def quota(m: pb.Quota) -> Quota:
 
 
 def tree_check(m: pb.TreeCheck) -> TreeCheck:
-    return TreeCheck(m.ino, summary(m.kept), summary(m.walked), m.repaired)
+    return TreeCheck(m.ino, summary(m.kept), summary(m.walked), m.wrong, m.repaired)
 
 
 @dataclass(frozen=True)

@@ -305,16 +305,16 @@ class MetaTx:
             self.txn.delete(key)
             yield (schema.delta_number(key), *schema.decode_delta(value))
 
-    # --- directory tree totals and quotas (ops/quota.py) ----------------------------------
+    # --- directory stats and quotas (ops/quota.py) ---------------------------------------
     def tree_stat(self, ino: int) -> Summary:
-        """A directory's folded tree totals (pending deltas not included)."""
+        """A directory's folded stats (pending deltas not included)."""
         return schema.decode_tree(self.txn.get(schema.tree_key(ino)))
 
     def put_tree_stat(self, ino: int, stat: Summary) -> None:
         self.txn.put(schema.tree_key(ino), schema.encode_tree(stat))
 
     def tree_deltas(self, ino: int) -> Iterator[tuple[bytes, Summary]]:
-        """A directory's pending tree-totals deltas, with their keys."""
+        """A directory's pending stats deltas, with their keys."""
         for key, value in self.txn.scan(*schema.tree_delta_range(ino)):
             yield key, schema.decode_tree(value)
 
@@ -325,14 +325,20 @@ class MetaTx:
                 yield key, schema.tree_delta_ino(key), schema.decode_tree(value)
 
     def add_tree_delta(self, ino: int, delta: Summary) -> None:
-        """Blind-write one delta to a directory's tree totals (never read by mutations
-        outside a quota'd tree, so it never conflicts)."""
+        """Blind-write one delta to a directory's stats (never read by mutations, so it
+        never conflicts)."""
         self.txn.put(schema.tree_delta_key(ino, self.ctx.writer_id, self.ctx.delta_seq()),
                      schema.encode_tree(delta))
 
     def del_key(self, key: bytes) -> None:
         """Delete a key found by one of the accessors above (a folded delta)."""
         self.txn.delete(key)
+
+    def quota_usage(self, ino: int) -> Summary:
+        return schema.decode_tree(self.txn.get(schema.usage_key(ino)))
+
+    def put_quota_usage(self, ino: int, usage: Summary) -> None:
+        self.txn.put(schema.usage_key(ino), schema.encode_tree(usage))
 
     def quotas_of(self, inos: list[int]) -> dict[int, tuple[int, int]]:
         """(max_bytes, max_inodes) of those of `inos` that have a quota."""
@@ -349,6 +355,7 @@ class MetaTx:
 
     def del_quota(self, ino: int) -> None:
         self.txn.delete(schema.quota_key(ino))
+        self.txn.delete(schema.usage_key(ino))
 
     def request_records(self, keys: list[bytes]) -> list[bytes | None]:
         return self.txn.get_many(keys)

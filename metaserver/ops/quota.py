@@ -1,32 +1,35 @@
-"""Directory tree totals and quotas: what each directory's tree holds, kept as it
-changes, and the limits on it (JuiceFS's `quota set/get/list/check` and `summary`).
+"""Directory stats, summaries and quotas (JuiceFS's dirStats, `summary` and `quota
+set/get/list/check`).
 
-Every directory keeps the totals of its tree: the entries below it at any depth (files
-and directories; a file with two names counts twice) and the bytes of the regular files
-they name. A mutation that changes them (a name added or removed, a file growing or
-shrinking, a rename moving a tree) collects its changes in a TreeChange, which adds them
-to the directory it happened in and to each ancestor. Finding the ancestors reads their
-attrs, so a concurrent rename of any of them conflicts: a change never lands on a tree
-the directory has left.
+Every directory keeps stats of its own entries: how many files and directories it
+holds and the bytes of the regular files among them. A mutation that changes them (a
+name added or removed, a file growing or shrinking) blind-writes one delta per
+directory (`W` keys, never read by mutations, so creates never conflict on a counter);
+maintenance folds them into the directory's `T` key. A summary of a tree adds up the
+stats of its directories: it reads every directory, and the entries only of those that
+have subdirectories, never a file's attr; a quota'd directory's summary is one read.
 
-Outside quota'd trees a change is a blind-written delta per directory (`W` keys, never
-read by mutations), so creates never conflict on a counter; maintenance folds them into
-the directory's `T` key, and a summary adds the pending ones. A directory with a quota
-has its totals updated in place instead, after the check: the transaction reads them,
-so two creates under one quota conflict and the later one retries against a total that
-includes the earlier. The engines' transactions are serializable, so a quota is never
-exceeded, not even by one create (JuiceFS allows a small overshoot); the price is that
-creates under one quota'd directory serialize, and every change reads its ancestors'
-attrs.
+A quota'd directory also keeps its whole tree's usage (`U`), updated in place by every
+mutation below it, after the check against its limits. Finding the quota'd ancestors
+reads the ancestors' attrs, so only when the namespace has a quota at all (the
+`quotas` counter, one point read); a concurrent rename of an ancestor then conflicts,
+so usage never lands on a tree the directory has left. The transaction reads the usage
+it updates, so two creates under one quota conflict and the later retries against a
+usage that includes the earlier: under the engines' serializable transactions a quota
+is never exceeded, not even by one create (JuiceFS allows a small overshoot). The price:
+creates under one quota'd directory serialize, and every mutation reads one counter.
 """
 
 from __future__ import annotations
 
 import errno
+from collections.abc import Iterator
 
 from metaserver.errors import FsError
 from metaserver.ops.metatx import MetaTx
 from metaserver.types import ROOT_INO, Attr, FileType, Quota, Summary, TreeCheck
+
+QUOTAS_COUNTER = "quotas"
 
 
 def _plus(a: Summary, b: Summary, sign: int = 1) -> Summary:
@@ -38,57 +41,70 @@ def _file_bytes(a: Attr) -> int:
 
 
 class TreeChange:
-    """The tree-totals changes of one operation, netted per directory, then applied."""
+    """The stats and quota-usage changes of one operation: what happened in which
+    directory, netted per directory, then applied."""
 
     def __init__(self, tx: MetaTx) -> None:
         self.tx = tx
-        self.deltas: dict[int, Summary] = {}
-        self._chains: dict[int, list[int]] = {}
-
-    def chain(self, directory: int) -> list[int]:
-        """The directory and its ancestors up to the root."""
-        chain = self._chains.get(directory)
-        if chain is None:
-            chain, ino = [directory], directory
-            while ino != ROOT_INO:
-                ino = self.tx.attr(ino).parent
-                chain.append(ino)
-            self._chains[directory] = chain
-        return chain
-
-    def add(self, directory: int, delta: Summary, sign: int = 1) -> "TreeChange":
-        for ino in self.chain(directory):
-            self.deltas[ino] = _plus(self.deltas.get(ino, Summary()), delta, sign)
-        return self
+        self.direct: dict[int, Summary] = {}
+        self.below: list[tuple[int, Attr | Summary, int]] = []  # (directory, what, sign)
 
     def add_entry(self, directory: int, a: Attr, sign: int = 1) -> "TreeChange":
         """A name of inode `a` added to (sign 1) or removed from (-1) `directory`; a
         directory brings or takes its whole tree."""
-        if a.is_dir:
-            return self.add(directory, _plus(Summary(dirs=1), totals(self.tx, a.ino)), sign)
-        return self.add(directory, Summary(files=1, size=_file_bytes(a)), sign)
+        own = Summary(dirs=1) if a.is_dir else Summary(files=1, size=_file_bytes(a))
+        self.direct[directory] = _plus(self.direct.get(directory, Summary()), own, sign)
+        self.below.append((directory, a if a.is_dir else own, sign))
+        return self
 
     def add_file_size(self, a: Attr, nbytes: int) -> "TreeChange":
         """Regular file `a` grew (or shrank) by `nbytes`: every directory naming it."""
         if nbytes:
             links = {a.parent: 1} if a.parent else self.tx.link_parents(a.ino)
             for parent, count in links.items():
-                self.add(parent, Summary(size=nbytes * count))
+                grown = Summary(size=nbytes * count)
+                self.direct[parent] = _plus(self.direct.get(parent, Summary()), grown)
+                self.below.append((parent, grown, 1))
         return self
 
     def apply(self) -> None:
         """Write the changes; EDQUOT if one would take a quota'd tree past its limit."""
-        changed = {ino: d for ino, d in self.deltas.items() if d != Summary()}
-        if not changed:
-            return
-        limits = self.tx.quotas_of(list(changed))
-        for ino, delta in changed.items():
-            if ino not in limits:
+        for ino, delta in self.direct.items():
+            if delta != Summary():
                 self.tx.add_tree_delta(ino, delta)
-                continue
-            total = _plus(_take_pending(self.tx, ino), delta)
-            _check(ino, *limits[ino], delta, total)
-            self.tx.put_tree_stat(ino, total)
+        if not self.tx.counter(QUOTAS_COUNTER):
+            return
+        usage: dict[int, Summary] = {}
+        moved: dict[tuple[int, int], int] = {}      # (quota'd dir, moved dir) -> net sign
+        limits: dict[int, tuple[int, int]] = {}
+        for directory, what, sign in self.below:
+            chain = ancestors(self.tx, directory)
+            limits.update(self.tx.quotas_of([i for i in chain if i not in limits]))
+            for ino in (i for i in chain if i in limits):
+                if isinstance(what, Summary):
+                    usage[ino] = _plus(usage.get(ino, Summary()), what, sign)
+                else:
+                    moved[ino, what.ino] = moved.get((ino, what.ino), 0) + sign
+        trees: dict[int, Summary] = {}              # a moved tree is summed only if it counts
+        for (ino, tree), sign in moved.items():
+            if sign:
+                if tree not in trees:
+                    trees[tree] = _plus(Summary(dirs=1), summary(self.tx, ino=tree))
+                usage[ino] = _plus(usage.get(ino, Summary()), trees[tree], sign)
+        for ino, delta in usage.items():
+            if delta != Summary():
+                total = _plus(self.tx.quota_usage(ino), delta)
+                _check(ino, *limits[ino], delta, total)
+                self.tx.put_quota_usage(ino, total)
+
+
+def ancestors(tx: MetaTx, directory: int) -> list[int]:
+    """The directory and its ancestors up to the root (reading each one's attr)."""
+    chain = [directory]
+    while directory != ROOT_INO:
+        directory = tx.attr(directory).parent
+        chain.append(directory)
+    return chain
 
 
 def _check(ino: int, max_bytes: int, max_inodes: int, delta: Summary, total: Summary) -> None:
@@ -100,52 +116,62 @@ def _check(ino: int, max_bytes: int, max_inodes: int, delta: Summary, total: Sum
                       f"would be exceeded ({total.inodes})")
 
 
-def totals(tx: MetaTx, ino: int) -> Summary:
-    """A directory's tree totals: the folded ones plus the pending deltas."""
+def dir_stat(tx: MetaTx, ino: int) -> Summary:
+    """A directory's own entries: the folded stats plus the pending deltas."""
     total = tx.tree_stat(ino)
     for _, delta in tx.tree_deltas(ino):
         total = _plus(total, delta)
     return total
 
 
-def _take_pending(tx: MetaTx, ino: int) -> Summary:
-    """Fold a directory's pending deltas into its totals now; returns them."""
-    total = tx.tree_stat(ino)
-    for key, delta in list(tx.tree_deltas(ino)):
-        total = _plus(total, delta)
-        tx.del_key(key)
-    return total
-
-
 def forget_dir(tx: MetaTx, ino: int) -> None:
     """An (empty) directory is removed: its deltas and quota go with it (drop_inode
-    deletes its `T` key with its other keys)."""
+    deletes its `T` and `U` keys with its other keys)."""
     for key, _ in list(tx.tree_deltas(ino)):
         tx.del_key(key)
-    tx.del_quota(ino)
+    if tx.quotas_of([ino]):
+        forget_quota(tx, ino)
+
+
+def _subdirs(tx: MetaTx, ino: int) -> Iterator[int]:
+    return (child for _, type_, child in tx.entries(ino) if type_ == FileType.DIRECTORY)
 
 
 # --- operations -----------------------------------------------------------------------
 
 def summary(tx: MetaTx, *, ino: int) -> Summary:
-    """du-like totals of the tree at `ino` (a file: itself)."""
+    """du-like totals of the tree at `ino` (a file: itself), from directory stats."""
     a = tx.attr(ino)
     if not a.is_dir:
         return Summary(files=1, size=_file_bytes(a))
-    return totals(tx, ino)
+    if tx.quotas_of([ino]):
+        return tx.quota_usage(ino)
+    total, stack = Summary(), [ino]
+    while stack:
+        d = stack.pop()
+        own = dir_stat(tx, d)
+        total = _plus(total, own)
+        if own.dirs:
+            stack += _subdirs(tx, d)
+    return total
 
 
 def set_quota(tx: MetaTx, *, ino: int, max_bytes: int = 0, max_inodes: int = 0) -> Quota:
-    """Set (replace) directory `ino`'s limits; 0 means no limit. A tree already past a
-    new limit keeps what it has and can only shrink, as with JuiceFS."""
+    """Set (replace) directory `ino`'s limits; 0 means no limit. A new quota's usage is
+    the tree's summary. A tree already past a new limit keeps what it has and can only
+    shrink, as with JuiceFS."""
     tx.dir_attr(ino)
     if ino == ROOT_INO:
         raise FsError(errno.EINVAL, "the root has no directory quota: the volume's size "
                       "is the server's --total-bytes / --total-inodes")
     if max_bytes < 0 or max_inodes < 0:
         raise FsError(errno.EINVAL, "quota limits cannot be negative")
-    used = _take_pending(tx, ino)
-    tx.put_tree_stat(ino, used)
+    if tx.quotas_of([ino]):
+        used = tx.quota_usage(ino)
+    else:
+        used = summary(tx, ino=ino)
+        tx.put_quota_usage(ino, used)
+        tx.set_counter(QUOTAS_COUNTER, tx.counter(QUOTAS_COUNTER) + 1)
     tx.put_quota(ino, max_bytes, max_inodes)
     return Quota(ino, max_bytes, max_inodes, used.size, used.inodes)
 
@@ -155,42 +181,52 @@ def get_quota(tx: MetaTx, *, ino: int) -> Quota:
     limits = tx.quotas_of([ino]).get(ino)
     if limits is None:
         raise FsError(errno.ENOENT, f"directory {ino} has no quota")
-    used = totals(tx, ino)
+    used = tx.quota_usage(ino)
     return Quota(ino, *limits, used.size, used.inodes)
 
 
 def delete_quota(tx: MetaTx, *, ino: int) -> None:
     get_quota(tx, ino=ino)
+    forget_quota(tx, ino)
+
+
+def forget_quota(tx: MetaTx, ino: int) -> None:
     tx.del_quota(ino)
+    tx.set_counter(QUOTAS_COUNTER, tx.counter(QUOTAS_COUNTER) - 1)
 
 
 def list_quotas(tx: MetaTx) -> list[Quota]:
-    quotas = []
-    for ino, max_bytes, max_inodes in tx.quotas():
-        used = totals(tx, ino)
-        quotas.append(Quota(ino, max_bytes, max_inodes, used.size, used.inodes))
-    return quotas
+    return [Quota(ino, max_bytes, max_inodes, used.size, used.inodes)
+            for ino, max_bytes, max_inodes in tx.quotas()
+            for used in [tx.quota_usage(ino)]]
 
 
 def check_tree(tx: MetaTx, *, ino: int, repair: bool = False) -> TreeCheck:
-    """Walk the tree at directory `ino` and compare with its kept totals; with `repair`,
-    set the kept totals of it and of every directory below it to what the walk found."""
+    """Walk the tree at directory `ino` (every entry, every file's attr) and compare with
+    its summary; with `repair`, set the stats of every directory in it, and the usage of
+    every quota'd one, to what the walk found."""
     tx.dir_attr(ino)
-    found = walk(tx, ino)
-    check = TreeCheck(ino, totals(tx, ino), found[ino])
-    if repair and any(totals(tx, d) != walked for d, walked in found.items()):
-        for d, walked in found.items():
-            _take_pending(tx, d)
-            tx.put_tree_stat(d, walked)
+    own, below = walk(tx, ino)
+    quotad = tx.quotas_of(list(below))
+    wrong = sum(dir_stat(tx, d) != own[d] for d in own) + \
+        sum(tx.quota_usage(d) != below[d] for d in quotad)
+    check = TreeCheck(ino, summary(tx, ino=ino), below[ino], wrong)
+    if repair and wrong:
+        for d, stat in own.items():
+            for key, _ in list(tx.tree_deltas(d)):
+                tx.del_key(key)
+            tx.put_tree_stat(d, stat)
+        for d in quotad:
+            tx.put_quota_usage(d, below[d])
         check.repaired = True
     return check
 
 
-def walk(tx: MetaTx, ino: int) -> dict[int, Summary]:
-    """The tree totals of directory `ino` and of every directory below it, by reading
-    every entry (and each file's attr, for its size)."""
+def walk(tx: MetaTx, ino: int) -> tuple[dict[int, Summary], dict[int, Summary]]:
+    """Every directory of the tree at `ino`: its own entries' stats, and its tree's
+    totals, found by reading every entry and each file's attr."""
     order, stack = [], [ino]
-    found: dict[int, Summary] = {}
+    own: dict[int, Summary] = {}
     subdirs: dict[int, list[int]] = {}
     while stack:
         d = stack.pop()
@@ -199,19 +235,20 @@ def walk(tx: MetaTx, ino: int) -> dict[int, Summary]:
         for _, type_, child in tx.entries(d):
             (subs if type_ == FileType.DIRECTORY else others).append(child)
         size = sum(_file_bytes(a) for a in tx.attrs(others) if a is not None)
-        found[d] = Summary(len(subs), len(others), size)
+        own[d] = Summary(len(subs), len(others), size)
         subdirs[d] = subs
         stack += subs
+    below = dict(own)
     for d in reversed(order):           # children before their parents
         for sub in subdirs[d]:
-            found[d] = _plus(found[d], found[sub])
-    return found
+            below[d] = _plus(below[d], below[sub])
+    return own, below
 
 
 def fold_tree_deltas(tx: MetaTx, *, keys: list[bytes]) -> int:
-    """Fold those of the tree-totals deltas `keys` that still exist into their
-    directories' `T` keys; returns how many. (Maintenance finds candidates without a
-    transaction; point reads of them conflict with nothing but another fold.)"""
+    """Fold those of the stats deltas `keys` that still exist into their directories'
+    `T` keys; returns how many. (Maintenance finds candidates without a transaction;
+    point reads of them conflict with nothing but another fold.)"""
     by_dir: dict[int, Summary] = {}
     folded = 0
     for key, ino, delta in tx.tree_deltas_at(keys):

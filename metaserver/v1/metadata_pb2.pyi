@@ -573,16 +573,18 @@ class CheckTreeRequest(_message.Message):
     def __init__(self, request_id: _Optional[bytes] = ..., ino: _Optional[int] = ..., repair: _Optional[bool] = ...) -> None: ...
 
 class TreeCheck(_message.Message):
-    __slots__ = ("ino", "kept", "walked", "repaired")
+    __slots__ = ("ino", "kept", "walked", "repaired", "wrong")
     INO_FIELD_NUMBER: _ClassVar[int]
     KEPT_FIELD_NUMBER: _ClassVar[int]
     WALKED_FIELD_NUMBER: _ClassVar[int]
     REPAIRED_FIELD_NUMBER: _ClassVar[int]
+    WRONG_FIELD_NUMBER: _ClassVar[int]
     ino: int
     kept: TreeSummary
     walked: TreeSummary
     repaired: bool
-    def __init__(self, ino: _Optional[int] = ..., kept: _Optional[_Union[TreeSummary, _Mapping]] = ..., walked: _Optional[_Union[TreeSummary, _Mapping]] = ..., repaired: _Optional[bool] = ...) -> None: ...
+    wrong: int
+    def __init__(self, ino: _Optional[int] = ..., kept: _Optional[_Union[TreeSummary, _Mapping]] = ..., walked: _Optional[_Union[TreeSummary, _Mapping]] = ..., repaired: _Optional[bool] = ..., wrong: _Optional[int] = ...) -> None: ...
 
 class Operation(_message.Message):
     __slots__ = ("lookup", "getattr", "setattr", "mknod", "create", "mkdir", "symlink", "readlink", "link", "unlink", "rmdir", "rename", "readdir", "getxattr", "setxattr", "listxattr", "removexattr", "statfs", "resolve", "alloc_slice_ids", "write_slice", "read_chunk", "compact_chunk", "renew_session", "close_session", "hold_inode", "release_inode", "set_lock", "get_lock", "summary", "set_quota", "get_quota", "delete_quota", "list_quotas", "check_tree")
