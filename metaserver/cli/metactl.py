@@ -361,8 +361,8 @@ def stat_(ctx: typer.Context, path: str):
             typer.echo(f"target: {_show(s.client.readlink(entry.ino))}")
         if entry.type != FileType.DIRECTORY and not a.parent:
             reply = _rpc(ctx, server_pb2_grpc.ServerInfoStub, "LinkParents",
-                         spb.LinkParentsRequest(ino=entry.ino))
-            for p in reply.parents:
+                         spb.LinkParentsRequest(ino=entry.ino), optional=True)
+            for p in reply.parents if reply is not None else ():
                 where = _path_of(s.client, p.parent, s.client.getattr(p.parent))
                 typer.echo(f"link: {where} (inode {p.parent}) x{p.links}")
 
@@ -676,14 +676,17 @@ def statfs(ctx: typer.Context):
 
 # --- replication ---------------------------------------------------------------------------
 
-def _rpc(ctx: typer.Context, stub, rpc: str, request):
-    """Call one RPC of `stub`'s service on --server; a failure is the one-line error."""
+def _rpc(ctx: typer.Context, stub, rpc: str, request, *, optional: bool = False):
+    """Call one RPC of `stub`'s service on --server; a failure is the one-line error.
+    `optional`: a server too old to have the RPC answers None (a rolling upgrade)."""
     session = _session(ctx)
     address = session.address
     with open_channel(address, session.credentials) as channel:
         try:
             return getattr(stub(channel), rpc)(request, timeout=60)
         except grpc.RpcError as exc:
+            if optional and exc.code() == grpc.StatusCode.UNIMPLEMENTED:
+                return None
             if not client_errors.answered(exc) and exc.code() in (
                     grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
                 # Not reached: the same line as every other command's.
@@ -710,7 +713,7 @@ def status(ctx: typer.Context):
     info = _rpc(ctx, server_pb2_grpc.ServerInfoStub, "Info", spb.InfoRequest())
     repl = _replication(ctx, "Status", rpb.StatusRequest())
     sessions = _rpc(ctx, server_pb2_grpc.ServerInfoStub, "Sessions",
-                    spb.SessionsRequest(limit=SESSIONS_SHOWN))
+                    spb.SessionsRequest(limit=SESSIONS_SHOWN), optional=True)
     s = _session(ctx)
     with s.reporting(s.address):
         usage = s.client.statfs()
@@ -734,9 +737,10 @@ def status(ctx: typer.Context):
               ("limits", ", ".join(limits) or "none"), ("workers", info.workers),
               ("bytes", f"used {usage.used_bytes} of {usage.total_bytes}"),
               ("inodes", f"used {usage.used_inodes} of {usage.total_inodes}"),
-              ("sessions", sessions.count)]
+              ("sessions", "unknown (the server predates ServerInfo.Sessions)"
+               if sessions is None else sessions.count)]
     now_ns = time.time_ns()
-    for session in sessions.sessions:
+    for session in sessions.sessions if sessions is not None else ():
         left = (session.expires_unix_ns - now_ns) / 1e9
         lease = f"lease ends in {left:.1f} s" if left > 0 else \
             f"lease ended {-left:.1f} s ago (cleaned up by maintenance)"
