@@ -92,16 +92,11 @@ def test_stat_shows_link_parents_and_symlink_target(served):
     assert "target: f" in _run(METACTL, "--server", address, "stat", "/links/s").stdout
 
 
-def test_rm_r_shows_a_progress_bar_on_a_terminal(served):
-    _, address, _, _ = served
-    with Client(address) as client:
-        tree = client.mkdir(1, b"bar")
-        for i in range(5):
-            client.create(tree.ino, f"f{i}".encode())
+def _on_a_terminal(*argv: str) -> tuple[int, str]:
+    """Run a command with its stderr on a pseudo-terminal: (exit status, what it showed)."""
     leader, follower = pty.openpty()
     try:
-        proc = subprocess.Popen([METACTL, "--server", address, "rm", "-r", "/bar"],
-                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                 stderr=follower, env={**os.environ, "COLUMNS": "100"})
         os.close(follower)
         follower = -1
@@ -118,16 +113,37 @@ def test_rm_r_shows_a_progress_bar_on_a_terminal(served):
                 shown += chunk
             elif proc.poll() is not None:
                 break
-        assert proc.wait(60) == 0
+        return proc.wait(60), shown.decode("utf-8", "replace")
     finally:
         os.close(leader)
         if follower >= 0:
             os.close(follower)
-    text = shown.decode("utf-8", "replace")
+
+
+def test_rm_r_shows_a_progress_bar_on_a_terminal(served):
+    _, address, _, _ = served
+    with Client(address) as client:
+        tree = client.mkdir(1, b"bar")
+        for i in range(5):
+            client.create(tree.ino, f"f{i}".encode())
+    code, text = _on_a_terminal(METACTL, "--server", address, "rm", "-r", "/bar")
+    assert code == 0
     assert "rm: removed" in text and re.search(r"\b6\b.*entries", text), text
     assert "metactl: rm: removed" not in text       # the piped form is not used
     with Client(address) as client, pytest.raises(FileNotFoundError):
         client.resolve(b"/bar")
+
+
+def test_dump_counts_bytes_on_a_terminal_and_only_its_summary_stays(tmp_path):
+    url = f"rocksdb://{tmp_path}/store"
+    format_store(url)
+    dump = tmp_path / "ns.dump"
+    code, text = _on_a_terminal(METACTL, "dump", "--meta-url", url, str(dump))
+    assert code == 0
+    assert "dump: wrote" in text and "bytes" in text, text
+    piped = _run(METACTL, "dump", "--meta-url", url, str(tmp_path / "again.dump"))
+    assert (piped.returncode, piped.stderr) == (0, "")
+    assert piped.stdout.startswith("dumped ") and piped.stdout.count("\n") == 1
 
 
 def test_a_data_dir_in_use_is_named_with_its_holder(served):
