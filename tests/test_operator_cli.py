@@ -88,7 +88,7 @@ def test_stat_shows_link_parents_and_symlink_target(served):
     assert [line for line in stat.stdout.splitlines() if line.startswith("link: ")] == [
         f"link: /links (inode {top.ino}) x1", f"link: /links/sub (inode {sub.ino}) x2"]
     single = _run(METACTL, "--server", address, "stat", "/links/single").stdout
-    assert not re.search(r"^link: ", single, re.M) and f"parent: {top.ino}" in single
+    assert not re.search(r"^link: ", single, re.MULTILINE) and f"parent: {top.ino}" in single
     assert "target: f" in _run(METACTL, "--server", address, "stat", "/links/s").stdout
 
 
@@ -239,6 +239,6 @@ def test_every_rpc_is_counted_by_method_and_usage_is_exported(served):
                 f'grpc_service="{service}"}}') in text
     assert 'metaserver_ops_total{op="create",outcome="ok"}' in text
     assert 'op="mknod"' not in text
-    inodes = float(re.search(r"^metaserver_inodes_used (\S+)$", text, re.M).group(1))
+    inodes = float(re.search(r"^metaserver_inodes_used (\S+)$", text, re.MULTILINE).group(1))
     assert inodes == used
-    assert re.search(r"^metaserver_bytes_used 0\.0$", text, re.M)
+    assert re.search(r"^metaserver_bytes_used 0\.0$", text, re.MULTILINE)
