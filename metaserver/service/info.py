@@ -33,7 +33,8 @@ USAGE_FRESH_S = 1.0             # one engine read serves the scrapes within this
 
 class _Usage:
     """The usage gauges' source: the latest server's statfs, read at most once per
-    USAGE_FRESH_S. A scrape must never fail: an engine that cannot answer reads NaN."""
+    USAGE_FRESH_S through the runner (so it shows in metaserver_ops_total as a statfs).
+    A scrape must never fail: an engine that cannot answer reads NaN."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
