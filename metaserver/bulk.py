@@ -7,10 +7,11 @@ and values, encoded by metaserver.schema; they are sorted a chunk at a time, wri
 SST files (rocksdict's SstFileWriter, with the engine's own options) and ingested.
 Then come the counters a server would have after creating the same files one by one:
 `format`, `namespace`, `nextInode` above every inode, `usedInodes` and `usedBytes` with
-nothing left to fold. No change record is written: the change log starts empty, as after
-`metaserver format`, and a follower of this store bootstraps from a snapshot (it holds
-no namespace). So the result is what the same creates through the API would leave,
-times aside (every inode gets the build's time).
+nothing left to fold, and each directory's stats (ops/quota.py). No change record is
+written: the change log starts empty, as after `metaserver format`, and a follower of
+this store bootstraps from a snapshot (it holds no namespace). So the result is what
+the same creates through the API would leave, times aside (every inode gets the build's
+time).
 
 Inode numbers follow creation order: in a tree, the root, the directories in name order,
 then each directory's files in name order, which is the order a single client creating
@@ -33,7 +34,7 @@ from rocksdict import IngestExternalFileOptions, Rdict, SstFileWriter
 
 from engines.rocksdb import store_options
 from metaserver import schema
-from metaserver.types import NAME_MAX, ROOT_INO, Attr, FileType
+from metaserver.types import NAME_MAX, ROOT_INO, Attr, FileType, Summary
 
 CHUNK_KEYS = 500_000
 FILE_MODE, DIR_MODE, SYMLINK_MODE = 0o644, 0o755, 0o777
@@ -116,6 +117,8 @@ class TreeShape:
                 FileType.DIRECTORY, self.dir_ino(j))
         yield schema.attr_key(ROOT_INO), _attr(FileType.DIRECTORY, DIR_MODE, now, ROOT_INO,
                                                nlink=2 + self.dirs)
+        if self.dirs:
+            yield schema.tree_key(ROOT_INO), schema.encode_tree(Summary(dirs=self.dirs))
         dir_attr = _attr(FileType.DIRECTORY, DIR_MODE, now, ROOT_INO, nlink=2)
         names = [self.file_name(i) for i in range(min(self.files_per_dir, self.files))]
         for j in range(self.dirs):
@@ -124,6 +127,8 @@ class TreeShape:
             for i in range(self.files_in(j)):
                 yield prefix + names[i], dir_entry(FileType.REGULAR, first + i)
             yield schema.attr_key(ino), dir_attr
+            if self.files_in(j):
+                yield schema.tree_key(ino), schema.encode_tree(Summary(files=self.files_in(j)))
         for j in range(self.dirs):
             value, first = _attr(FileType.REGULAR, FILE_MODE, now, self.dir_ino(j)), \
                 self.file_ino(j, 0)
@@ -147,6 +152,7 @@ class ListingShape:
     def pairs(self, now: int, tally: _Tally) -> Iterator[tuple[bytes, bytes]]:
         dirs: dict[str, int] = {}            # path -> inode
         subdirs: dict[int, int] = {}         # inode -> subdirectories
+        others: dict[int, int] = {}          # inode -> entries of other types
         parents: dict[int, int] = {}         # directory inode -> its parent
         ino = ROOT_INO - 1
         for number, line in enumerate(self.lines, 1):
@@ -175,7 +181,9 @@ class ListingShape:
                     raise BulkError(f"line {number}: directory {path!r} is listed twice")
                 dirs[path], subdirs[ino], parents[ino] = ino, 0, parent
                 subdirs[parent] += 1
-            elif type_ == FileType.SYMLINK:
+                continue
+            others[parent] = others.get(parent, 0) + 1
+            if type_ == FileType.SYMLINK:
                 yield schema.attr_key(ino), _attr(type_, SYMLINK_MODE, now, parent,
                                                   size=len(target))
                 yield schema.symlink_key(ino), target
@@ -186,6 +194,9 @@ class ListingShape:
         for dir_ino, count in subdirs.items():
             yield schema.attr_key(dir_ino), _attr(FileType.DIRECTORY, DIR_MODE, now,
                                                   parents[dir_ino], nlink=2 + count)
+            if count or dir_ino in others:        # an empty directory has no stats key
+                yield schema.tree_key(dir_ino), schema.encode_tree(
+                    Summary(count, others.get(dir_ino, 0), 0))
         tally.inodes, tally.dirs, tally.max_ino = ino, len(subdirs), ino
 
 

@@ -18,6 +18,7 @@ from metaserver import bulk, dump, schema
 from metaserver.client import Client
 from metaserver.fsck import fsck
 from metaserver.runner import MAX_ATOMIC_OPS, Runner, format_namespace
+from metaserver.service.maintenance import Maintenance
 from metaserver.testing.metaserver_process import ServerProcess
 from metaserver.types import ROOT_INO
 
@@ -64,6 +65,7 @@ def api_build(url: str, calls: list[tuple[str, dict]]) -> object:
     runner = Runner(engine)
     run_in_batches(runner, calls)
     runner.fold_usage()
+    Maintenance(runner, interval_s=1, request_ttl_s=1, changelog_keep=1).fold_tree_deltas()
     return engine
 
 
@@ -84,7 +86,8 @@ def test_tree_is_the_namespace_the_same_creates_make(tmp_path):
     built = open_engine(f"rocksdb://{tmp_path}/bulk")
     try:
         expected = logical_dump(made)
-        assert len(expected) == 2 * FILES + 2 * shape.dirs + 1 + 3   # entries, attrs, counters
+        # entries, attrs, directory stats, counters
+        assert len(expected) == 2 * FILES + 3 * shape.dirs + 2 + 3
         assert logical_dump(built) == expected
         assert next_inode(built) == summary.inodes + 1 <= next_inode(made)
     finally:
@@ -136,7 +139,7 @@ def test_listing_is_the_namespace_the_same_calls_make(tmp_path):
     summary = bulk.build(str(tmp_path / "bulk"),
                          bulk.ListingShape(io.StringIO(LISTING.replace("./src", "/data"))),
                          chunk_keys=3)        # overlapping SST files, ingested one by one
-    assert (summary.inodes, summary.dirs, summary.keys, summary.sst_files) == (9, 4, 23, 8)
+    assert (summary.inodes, summary.dirs, summary.keys, summary.sst_files) == (9, 4, 26, 9)
     calls = [("mkdir", {"parent": 1, "name": b"pkg"}),                        # ino 2
              ("create", {"parent": 2, "name": b"a.py"}),                      # 3
              ("create", {"parent": 2, "name": b"b.py"}),                      # 4
