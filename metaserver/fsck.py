@@ -1,8 +1,8 @@
 """fsck: read a whole namespace from an engine and report every broken invariant.
 
 Read-only. One point-in-time scan (Engine.snapshot_scan) streams inodes, counters,
-quotas and usage and tree-totals deltas in key order, so the result is exact even while others write: it is the
-state after change record `Report.seq`. Memory stays proportional to the number of
+quotas, usage deltas and directory-stats deltas in key order, so the result is exact
+even while others write: it is the state after change record `Report.seq`. Memory stays proportional to the number of
 inodes: per inode only a few integers are kept (its attr fields, how many entries name
 it and from where, link-parent sums), never names.
 

@@ -1,9 +1,10 @@
 """`metactl quota set/get/list/delete/check` and `metactl summary`: directory quotas and
 du-like tree totals, as JuiceFS users know them (`juicefs quota`, `juicefs summary`).
 
-The server keeps every directory's tree totals as the tree changes (metaserver/ops/
-quota.py), so `summary` and `quota get/list` read them, never walk; `quota check` walks
-the tree to compare (and with --repair fix), like `juicefs quota check --repair`.
+The server keeps every directory's stats and every quota's usage as the tree changes
+(metaserver/ops/quota.py), so `summary` adds up directory stats and `quota get/list`
+read the usage, never walking the files; `quota check` walks the tree to compare (and
+with --repair fix), like `juicefs quota check --repair`.
 """
 
 from __future__ import annotations
@@ -122,7 +123,7 @@ def get(ctx: typer.Context, path: str = _path_option()):
 
 @quota_app.command("delete")
 def delete(ctx: typer.Context, path: str = _path_option()):
-    """Remove PATH's quota (its tree totals stay kept)."""
+    """Remove PATH's quota."""
     s = _session(ctx)
     with s.reporting(path):
         s.client.delete_quota(s.resolve(path).ino)
@@ -170,8 +171,8 @@ def _totals(t: Summary) -> str:
 def summary(ctx: typer.Context, path: str = typer.Argument("/", metavar="PATH"),
             human: bool = typer.Option(False, "-h", "--human-readable",
                                        help="Sizes as 1.5K, 2.0M, ...")):
-    """du-like totals of PATH's tree (directories, files, bytes), read from the totals
-    the server keeps, not by a walk."""
+    """du-like totals of PATH's tree (directories, files, bytes), added up from the
+    stats the server keeps per directory: it reads each directory, not each file."""
     s = _session(ctx)
     with s.reporting(path):
         t = s.client.summary(s.resolve(path).ino)

@@ -167,7 +167,7 @@ class Operations:
         return self._op("get_lock", None, session=session, ino=ino, owner=owner, flock=flock,
                         type=type, start=start, end=end)
 
-    # --- directory tree totals and quotas ----------------------------------------------
+    # --- directory summaries and quotas ------------------------------------------------
     def summary(self, ino: int) -> Summary:
         """du-like totals of the tree at `ino` (dirs, files, bytes), kept, not walked."""
         return self._op("summary", None, ino=ino)

@@ -74,8 +74,9 @@ def rename(tx: MetaTx, *, parent: int, name: bytes, new_parent: int, new_name: b
 
 def _move_totals(tx: MetaTx, parent: int, src: Entry, new_parent: int, dst: Entry | None,
                  exchange: bool) -> None:
-    """Tree totals: moved trees leave one chain of directories for the other, a replaced
-    entry leaves; EDQUOT if that takes a quota'd tree past its limit."""
+    """Directory stats and quota usage: moved entries (a directory with its tree) leave
+    one directory for the other, a replaced entry leaves; EDQUOT if that takes a quota'd
+    tree past its limit."""
     change = TreeChange(tx)
     if parent != new_parent:
         change.add_entry(parent, src.attr, -1).add_entry(new_parent, src.attr)

@@ -1,5 +1,5 @@
-"""Background housekeeping: fold usage and directory tree-totals deltas, expire idempotency records, trim the
-change log, end dead client sessions, on a timer in one daemon thread. A failing task
+"""Background housekeeping: fold usage and directory-stats deltas, expire idempotency
+records, trim the change log, end dead client sessions, on a timer in one daemon thread. A failing task
 is logged and retried at the next round; it never stops the thread or the server. A
 task the engine failed transiently (a lost race: on Galera the trim's commit can lose
 to another node's) is only deferred to the next round, not an error."""
@@ -36,7 +36,7 @@ class Maintenance:
                                         daemon=True)
         self._tasks: list[tuple[str, Callable[[], object]]] = [
             ("fold usage deltas", self.fold_usage),
-            ("fold tree-totals deltas", self.fold_tree_deltas),
+            ("fold directory-stats deltas", self.fold_tree_deltas),
             ("expire request records", self.expire_requests),
             ("trim change log", self.trim_changes),
             ("expire client sessions", self.expire_sessions),
@@ -70,7 +70,7 @@ class Maintenance:
         return self.runner.fold_usage(page=FOLD_PAGE)
 
     def fold_tree_deltas(self) -> int:
-        """Fold every server's directory tree-totals deltas into the directories' totals,
+        """Fold every server's directory-stats deltas into the directories' stats,
         a page per transaction. Candidates come from a snapshot (a range read inside the
         transaction would conflict with every create adding a delta inside the range)."""
         folded, cursor = 0, schema.TREE_DELTA_PREFIX
