@@ -11,7 +11,10 @@ METASERVER_TEST_MYSQL_URL names a server. With the same number of client threads
      (within the thread's own directory, like mdtest -u), each its own durable
      transaction;
   3. over gRPC: the same operations as unary calls from metaserver.client.Client to a
-     `metaserver serve --meta-url mysql+pymysql://...` child process.
+     `metaserver serve --meta-url mysql+pymysql://...` child process;
+  4. scale-out: for each count in --servers, that many `metaserver serve` processes over
+     one database and --connections client processes spread over them, each creating
+     files in a directory of its own (bench_scaleout.rate): the total creates/s.
 and prints each rate with its ratio to the raw INSERT (or SELECT) rate. Every phase is
 bounded by --seconds and a count cap. Traffic stays on 127.0.0.1.
 """
@@ -31,11 +34,13 @@ from collections.abc import Callable
 import pymysql
 import sqlalchemy as sa
 
+from bench_scaleout import rate as scaleout_rate
 from engines import open_engine
 from metaserver.client import Client
 from metaserver.runner import Runner, format_namespace
 from metaserver.testing import free_port
 from metaserver.testing.mariadb import MariaDB
+from metaserver.testing.metaserver_process import ServerProcess, format_store
 
 COUNT_CAP = 1_000_000
 
@@ -162,13 +167,30 @@ def over_grpc(url: str, threads: int, seconds: float) -> dict:
         proc.wait(timeout=30)
 
 
+def scale_out(url: str, servers: int, clients: int, seconds: float) -> float:
+    """Total creates/s of `clients` processes over `servers` serve processes on one
+    formatted database at `url`."""
+    format_store(url)
+    procs = [ServerProcess(url).start() for _ in range(servers)]
+    try:
+        addresses = [p.address for p in procs]
+        scaleout_rate(addresses, clients, 1.0)                  # warm-up
+        return scaleout_rate(addresses, clients, seconds)
+    finally:
+        for p in procs:
+            p.stop()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=3.0, help="per phase")
     parser.add_argument("--connections", type=int, default=8, help="client threads")
     parser.add_argument("--driver", default="pymysql", help="pymysql or mysqldb")
+    parser.add_argument("--servers", default="1,2,4",
+                        help="serve processes over one database in the scale-out section")
     parser.add_argument("--json", help="also write the figures here")
     args = parser.parse_args()
+    counts = [int(n) for n in args.servers.split(",") if n]
     external = os.environ.get("METASERVER_TEST_MYSQL_URL")
     server = MariaDB(external)
     try:
@@ -177,7 +199,10 @@ def main() -> None:
         figures = {"connections": args.connections, "driver": args.driver,
                    "raw": raw(server.new_database(), args.connections, args.seconds),
                    "in_process": in_process(database(), args.connections, args.seconds),
-                   "grpc": over_grpc(database(), args.connections, args.seconds)}
+                   "grpc": over_grpc(database(), args.connections, args.seconds),
+                   "scale_out_creates_per_s": {
+                       n: scale_out(database(), n, args.connections, args.seconds)
+                       for n in counts}}
     finally:
         server.stop()
     insert, select = figures["raw"]["insert_txn_per_s"], figures["raw"]["pk_select_per_s"]
@@ -189,6 +214,9 @@ def main() -> None:
             value = figures[section][f"{op}_per_s"]
             base, label = (select, "SELECT") if op == "stat" else (insert, "INSERT")
             print(f"  {section:10s} {op:6s}/s      {value:10.0f}   {value / base:5.2f}x raw {label}")
+    for n, value in figures["scale_out_creates_per_s"].items():
+        print(f"  {n} server(s), {args.connections} client processes, create/s "
+              f"{value:8.0f}   {value / insert:5.2f}x raw INSERT")
     if args.json:
         with open(args.json, "w") as out:
             json.dump(figures, out, indent=2)
