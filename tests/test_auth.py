@@ -73,8 +73,10 @@ def _errno(exc: grpc.RpcError) -> int:
 
 def test_roles_are_derived_from_the_api():
     for spec in OPERATIONS.values():
-        expected = Role.WRITE if OPS[spec.op].mutating else Role.READ
+        op = OPS[spec.op]
+        expected = Role.ADMIN if op.admin else Role.WRITE if op.mutating else Role.READ
         assert required_role(f"/{SERVICE.full_name}/{spec.rpc}") is expected, spec.rpc
+    assert required_role(f"/{SERVICE.full_name}/SetQuota") is Role.ADMIN
     assert required_role(f"/{SERVICE.full_name}/Batch") is Role.READ   # then by its ops
     assert required_role(f"/{SERVICE.full_name}/Echo") is Role.READ
     assert required_role(f"/{SERVICE.full_name}/SomeRpcAddedLater") is Role.WRITE
@@ -147,6 +149,17 @@ def test_client_library_token_roles_and_env(server, store, monkeypatch):
         with pytest.raises(PermissionError) as info:
             mixed.run()
         assert info.value.errno == errno.EPERM
+    with Client(server.address, token=tokens[Role.WRITE], retry=NO_RETRY) as writer:
+        # A writer may not lift the limits it writes under, alone or inside a Batch.
+        quota_dir = writer.mkdir(1, b"limited").ino
+        for attempt in (lambda: writer.set_quota(quota_dir, max_inodes=10),
+                        writer.batch().mkdir(1, b"more").set_quota(quota_dir, max_inodes=10).run):
+            with pytest.raises(PermissionError) as info:
+                attempt()
+            assert info.value.errno == errno.EPERM
+        assert writer.batch().mkdir(1, b"more").run()[0].ino > 1
+    with Client(server.address, token=tokens[Role.ADMIN], retry=NO_RETRY) as admin:
+        assert admin.set_quota(quota_dir, max_inodes=10).max_inodes == 10
     monkeypatch.setenv("METASERVER_TOKEN", tokens[Role.WRITE])
     with Client(server.address, retry=NO_RETRY) as writer:
         writer.mkdir(1, b"d")

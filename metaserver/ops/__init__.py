@@ -1,6 +1,7 @@
 """The metadata operations: each is one function over an open MetaTx, nothing more.
 
-OPS maps an operation's wire name to its function and whether it mutates. The runner
+OPS maps an operation's wire name to its function, whether it mutates, and whether it
+is an administrator's (quotas: a writer must not lift its own limits). The runner
 owns transactions, retries and idempotency; operations never retry and never see grpc.
 """
 
@@ -18,10 +19,11 @@ class Op:
     name: str
     fn: Callable
     mutating: bool
+    admin: bool = False
 
 
-def _ops(mutating: bool, **fns: Callable) -> dict[str, Op]:
-    return {name: Op(name, fn, mutating) for name, fn in fns.items()}
+def _ops(mutating: bool, admin: bool = False, **fns: Callable) -> dict[str, Op]:
+    return {name: Op(name, fn, mutating, admin) for name, fn in fns.items()}
 
 
 OPS: dict[str, Op] = {
@@ -37,8 +39,9 @@ OPS: dict[str, Op] = {
            write_slice=chunks.write_slice, compact_chunk=chunks.compact_chunk,
            renew_session=sessions.renew_session, close_session=sessions.close_session,
            hold_inode=sessions.hold_inode, release_inode=sessions.release_inode,
-           set_lock=locks.set_lock, set_quota=quota.set_quota,
-           delete_quota=quota.delete_quota, check_tree=quota.check_tree),
+           set_lock=locks.set_lock),
+    **_ops(True, admin=True, set_quota=quota.set_quota, delete_quota=quota.delete_quota,
+           check_tree=quota.check_tree),
 }
 
 # Internal operations the server runs for itself; not reachable from clients.

@@ -4,8 +4,9 @@ passes (authenticate, authorize, then admit under metaserver.service.limits).
 Roles: `read` (lookups, listings, Replication.Status), `write` (also every mutation),
 `replication` (also Stream, Snapshot, Fence: what a follower calls), `admin`
 (everything, e.g. Promote). The role an RPC needs is derived, never listed per RPC: a
-Metadata RPC is `read` if it runs an operation that does not mutate (or is Echo), else
-`write`, and a Batch needs what its operations need (`write` if any mutates);
+Metadata RPC is `read` if it runs an operation that does not mutate (or is Echo),
+`admin` if its operation is an administrator's (quotas), else `write`, and a Batch
+needs what its operations need (the most any of them needs);
 Replication RPCs need `replication` except Status (`read`) and Promote (`admin`);
 ServerInfo (which only describes the server) needs `read`; any other service needs
 `admin`, except health and reflection, which stay open. So an RPC added later is at
@@ -73,6 +74,7 @@ _GRANTS: dict[Role, frozenset[Role]] = {
 OPEN_SERVICES = frozenset({health.SERVICE_NAME, reflection.SERVICE_NAME})
 _READ_ONLY_METADATA = frozenset({spec.rpc for spec in OPERATIONS.values()
                                  if not OPS[spec.op].mutating} | {"Echo"})
+_ADMIN_METADATA = frozenset(spec.rpc for spec in OPERATIONS.values() if OPS[spec.op].admin)
 _BATCH = f"/{SERVICE.full_name}/Batch"
 _REPLICATION = replication_pb2.DESCRIPTOR.services_by_name["Replication"].full_name
 _REPLICATION_EXCEPTIONS = {"Status": Role.READ, "Promote": Role.ADMIN}
@@ -85,6 +87,8 @@ def required_role(method: str) -> Role | None:
         return None
     if service == SERVICE.full_name:
         # Batch: the least it can need; the interceptor looks at its operations.
+        if name in _ADMIN_METADATA:
+            return Role.ADMIN
         return Role.READ if name in _READ_ONLY_METADATA or method == _BATCH else Role.WRITE
     if service == _REPLICATION:
         return _REPLICATION_EXCEPTIONS.get(name, Role.REPLICATION)
@@ -217,9 +221,11 @@ Behavior = Callable[[object, grpc.ServicerContext], object]
 
 
 def batch_role(request) -> Role:
-    """What a BatchRequest needs: write if any of its operations mutates (or is not
-    known here), else read."""
-    names = (op.WhichOneof("op") for op in getattr(request, "ops", ()))
+    """What a BatchRequest needs: admin if any of its operations is an administrator's,
+    write if any mutates (or is not known here), else read."""
+    names = [op.WhichOneof("op") for op in getattr(request, "ops", ())]
+    if any(name in OPS and OPS[name].admin for name in names):
+        return Role.ADMIN
     return Role.WRITE if any(name not in OPS or OPS[name].mutating for name in names) \
         else Role.READ
 
