@@ -194,8 +194,8 @@ def server():
 def test_served_run_with_batches_processes_and_baselines(server, tmp_path):
     out, png = tmp_path / "run.json", tmp_path / "run.png"
     argv = ["-n", "40", "-I", "10", "-u", "-P", "2", "--inflight", "2", "--batch", "8",
-            "--server", server.address, "--baseline", "echo", "--json", str(out),
-            "--plot", str(png)]
+            "--server", server.address, "--baseline", "echo,raw", "--json", str(out),
+            "--raw-url", f"rocksdb://{tmp_path}/raw", "--window", "0.1", "--plot", str(png)]
     assert cli.main(argv) == 0
     doc = json.loads(out.read_text())
     _check_schema(doc)
@@ -203,6 +203,7 @@ def test_served_run_with_batches_processes_and_baselines(server, tmp_path):
     assert doc["phases"]["file_create"]["items"] == 2 * 40      # 4 loops of 10 per process
     assert doc["phases"]["tree_create"]["items"] == 2 * 4       # unique trees
     assert doc["ratios"]["echo"]["file_stat"] > 0
+    assert doc["ratios"]["raw"]["file_create"] > 0        # a durable raw store per process
     assert png.stat().st_size > 0
     # nothing is left behind on the server
     from metaserver.client import Client

@@ -166,7 +166,7 @@ class RawTarget:
 
     def __init__(self, url: str, write_bytes: int) -> None:
         from engines import open_engine
-        self.engine = open_engine(url)
+        self.engine = open_engine(url, create=True)     # a scratch store of its own
         self.root = ROOT_INO
         self.write_bytes = write_bytes
 
