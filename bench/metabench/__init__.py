@@ -7,3 +7,9 @@ in the same run (gRPC echo, the raw engine, a local file system) and a scale cur
 """
 
 __version__ = "0.1.0"
+
+import os
+
+# Before grpc is imported: its core's own log lines stay off (as in metaserver.cli);
+# metabench reports each failure as one line. A GRPC_VERBOSITY the user set is kept.
+os.environ.setdefault("GRPC_VERBOSITY", "NONE")
