@@ -30,9 +30,7 @@ from metaserver.errors import FsError
 from metaserver.fsck import fsck
 from metaserver.repair import repair
 from metaserver.runner import Runner
-from metaserver.service.config import ServerConfig
 from metaserver.service.maintenance import Maintenance
-from metaserver.service.server import start
 from metaserver.testing.metaserver_process import ServerProcess, wait_for
 from metaserver.types import ROOT_INO, SetAttrMask, Slice, Summary
 
@@ -269,13 +267,6 @@ def test_summaries_and_quotas_match_a_model(engine_name, tmp_path_factory, data)
 
 
 # --- over gRPC, through metactl, on a follower -----------------------------------------
-
-@pytest.fixture(scope="module")
-def server():
-    srv = start(ServerConfig(meta_url="memory://", listen="127.0.0.1:0"))
-    yield srv
-    srv.stop()
-
 
 def test_edquot_over_grpc_and_the_client_methods(server):
     with Client(server.address) as c:

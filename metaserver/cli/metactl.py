@@ -28,7 +28,8 @@ import typer
 
 from engines import open_engine
 from engines.contract import Engine, EngineError
-from metaserver import __version__, rollback
+from metaserver import rollback
+from metaserver.cli import entry
 from metaserver.channel import (TOKEN_ENV, TOKEN_FILE_ENV, Credentials, CredentialsError,
                                 open_channel)
 from metaserver.cli.progress import Metered, Tracker, progress
@@ -188,17 +189,10 @@ def _session_token(text: str | None) -> SessionToken | None:
         _fail("--min-seq", str(exc))
 
 
-def _print_version(value: bool) -> None:
-    if value:
-        typer.echo(f"metactl {__version__}")
-        raise typer.Exit()
-
 
 @app.callback()
 def _root(ctx: typer.Context,
-          version: bool = typer.Option(False, "--version", is_eager=True,
-                                       callback=_print_version,
-                                       help="Print the version and exit."),
+          version: bool = entry.version_option("metactl"),
           server: str = typer.Option(DEFAULT_SERVER, "--server", envvar="METASERVER_ADDRESS",
                                      metavar="HOST:PORT", help="The metaserver to talk to."),
           min_seq: str | None = typer.Option(
@@ -971,11 +965,4 @@ def fsck_command(meta_url: str = _meta_url(),
         raise typer.Exit(1)
 
 def main() -> None:
-    try:
-        code = app(prog_name="metactl", standalone_mode=False)
-    except typer.TyperException as exc:     # usage errors: one line, as metaserver's
-        typer.echo(f"metactl: {exc.format_message()} (see metactl --help)", err=True)
-        code = exc.exit_code
-    except typer.Abort:
-        code = 1
-    sys.exit(code or 0)
+    entry.run(app, "metactl")

@@ -18,7 +18,7 @@ from typing import Optional
 
 import typer
 
-from metaserver import __version__
+from metaserver.cli import entry
 from metaserver.cli.unreachable import unreachable
 from metaserver.fuse.mount import MountOptions, run
 
@@ -35,16 +35,9 @@ def _fail(message: str) -> None:
     raise typer.Exit(1)
 
 
-def _print_version(value: bool) -> None:
-    if value:
-        typer.echo(f"metafs {__version__}")
-        raise typer.Exit()
-
 
 @app.callback()
-def _root(version: bool = typer.Option(False, "--version", is_eager=True,
-                                       callback=_print_version,
-                                       help="Print the version and exit.")) -> None:
+def _root(version: bool = entry.version_option("metafs")) -> None:
     """Mount a metaserver namespace with FUSE (metadata over gRPC, file data in a shared
     data directory)."""
 
@@ -138,14 +131,7 @@ def umount(mountpoint: str = typer.Argument(..., metavar="MOUNTPOINT"),
 
 
 def main() -> None:
-    try:
-        code = app(prog_name="metafs", standalone_mode=False)
-    except typer.TyperException as exc:     # usage errors: one line, as metaserver's
-        typer.echo(f"metafs: {exc.format_message()} (see metafs --help)", err=True)
-        code = exc.exit_code
-    except typer.Abort:
-        code = 1
-    sys.exit(code or 0)
+    entry.run(app, "metafs")
 
 
 if __name__ == "__main__":

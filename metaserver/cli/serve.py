@@ -16,7 +16,7 @@ from pythonjsonlogger.json import JsonFormatter
 
 from engines import is_ephemeral, open_engine, redact_url
 from engines.contract import EngineError
-from metaserver import __version__
+from metaserver.cli import entry
 from metaserver.errors import FsError
 from metaserver.runner import format_namespace
 from metaserver.service import ConfigError, ServerConfig, load_config, serve
@@ -29,16 +29,9 @@ app = typer.Typer(add_completion=False, rich_markup_mode=None,
                   help="Transactional metadata engine for distributed file systems.")
 
 
-def _print_version(value: bool) -> None:
-    if value:
-        typer.echo(f"metaserver {__version__}")
-        raise typer.Exit()
-
 
 @app.callback()
-def _root(version: bool = typer.Option(False, "--version", is_eager=True,
-                                       callback=_print_version,
-                                       help="Print the version and exit.")) -> None:
+def _root(version: bool = entry.version_option("metaserver")) -> None:
     """Transactional metadata engine for distributed file systems."""
 
 
@@ -213,11 +206,4 @@ def _configure_logging(level: str, form: str) -> None:
 
 def main() -> None:
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format=TEXT_LOG_FORMAT)
-    try:
-        code = app(standalone_mode=False)
-    except typer.TyperException as exc:     # usage errors: one line instead of a screen
-        typer.echo(f"metaserver: {exc.format_message()} (see metaserver --help)", err=True)
-        code = exc.exit_code
-    except typer.Abort:
-        code = 1
-    sys.exit(code or 0)
+    entry.run(app, "metaserver")
