@@ -215,7 +215,8 @@ def _parse_line(number: int, line: str) -> tuple[FileType, str, bytes]:
 
 def _counters(tally: _Tally) -> Iterator[tuple[bytes, bytes]]:
     values = {"format": schema.FORMAT_VERSION, "namespace": random.getrandbits(63),
-              "nextInode": tally.max_ino + 1, "usedBytes": 0, "usedInodes": tally.inodes}
+              "nextInode": tally.max_ino + 1, "usedBytes": 0, "usedInodes": tally.inodes,
+              schema.STATS_COUNTER: 1}
     for name in sorted(values):
         yield schema.counter_key(name), schema.encode_i64(values[name])
 

@@ -23,7 +23,8 @@ of one inode sit together.
 | `L` session:16              | client session lease: expires_ns:8 (ops/sessions.py)    |
 | `L` session:16 ino:8        | (empty) the session holds or locks that inode           |
 | `C` name                    | counter: value:8 signed (nextInode, nextSlice,          |
-|                             | usedBytes, usedInodes, format, quotas: how many `Q`)    |
+|                             | usedBytes, usedInodes, format, quotas: how many `Q`,    |
+|                             | treeStats: 1 once every directory's stats are complete) |
 | `U` writer:8 n:8            | statfs delta: bytes:8 inodes:8 signed; blind-written by |
 |                             | mutations, folded into the counters by maintenance      |
 | `Q` ino:8                   | directory quota: max_bytes:8 max_inodes:8 (0: no limit) |
@@ -63,6 +64,10 @@ from metaserver.types import (Attr, CompactResult, DirPage, Entry, FileType, Quo
                               StatFs, Summary, TreeCheck)
 
 FORMAT_VERSION = 1
+# The counter set once every directory's stats (`A ino T` plus deltas) are complete: at
+# format, or by a check_tree repair from the root; namespaces made before directory
+# stats were kept lack it (ops/quota.py refuses summaries there until then).
+STATS_COUNTER = "treeStats"
 
 _ATTR = struct.Struct(">BHIIqqqIQIQ")
 _DENTRY = struct.Struct(">BQ")

@@ -86,8 +86,8 @@ def test_tree_is_the_namespace_the_same_creates_make(tmp_path):
     built = open_engine(f"rocksdb://{tmp_path}/bulk")
     try:
         expected = logical_dump(made)
-        # entries, attrs, directory stats, counters
-        assert len(expected) == 2 * FILES + 3 * shape.dirs + 2 + 3
+        # entries, attrs, directory stats, counters (treeStats among them)
+        assert len(expected) == 2 * FILES + 3 * shape.dirs + 2 + 4
         assert logical_dump(built) == expected
         assert next_inode(built) == summary.inodes + 1 <= next_inode(made)
     finally:
@@ -139,7 +139,7 @@ def test_listing_is_the_namespace_the_same_calls_make(tmp_path):
     summary = bulk.build(str(tmp_path / "bulk"),
                          bulk.ListingShape(io.StringIO(LISTING.replace("./src", "/data"))),
                          chunk_keys=3)        # overlapping SST files, ingested one by one
-    assert (summary.inodes, summary.dirs, summary.keys, summary.sst_files) == (9, 4, 26, 9)
+    assert (summary.inodes, summary.dirs, summary.keys, summary.sst_files) == (9, 4, 27, 9)
     calls = [("mkdir", {"parent": 1, "name": b"pkg"}),                        # ino 2
              ("create", {"parent": 2, "name": b"a.py"}),                      # 3
              ("create", {"parent": 2, "name": b"b.py"}),                      # 4

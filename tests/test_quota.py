@@ -376,3 +376,42 @@ def test_fsck_finds_wrong_stats_and_usage_repair_fixes_and_dump_carries_them():
     load(copy_, io.BytesIO(out.getvalue()))
     assert Runner(copy_).call("get_quota", ino=top) == r.call("get_quota", ino=top)
     assert fsck(copy_).ok
+
+
+def _as_before_directory_stats(engine) -> None:
+    """Make `engine`'s namespace look as one made before directory stats were kept: no
+    `T` stats, no `W` deltas, no treeStats counter."""
+    with engine.begin() as txn:
+        stale = [k for k, _ in txn.scan(schema.TREE_DELTA_PREFIX,
+                                        schema.TREE_DELTA_PREFIX + b"\xff")]
+        stale += [k for k, _ in txn.scan(schema.INODE_PREFIX, b"B")
+                  if k == schema.tree_key(schema.parse_inode_key(k).ino)]
+        for key in stale + [schema.counter_key(schema.STATS_COUNTER)]:
+            txn.delete(key)
+        txn.commit()
+
+
+def test_a_namespace_from_before_directory_stats_refuses_summaries_until_they_are_built():
+    """Yesterday's namespace under today's server: summaries and new quotas are refused
+    with a way out (not answered from partial stats), fsck does not call it damaged, and
+    `quota check --repair /` builds the stats once for good."""
+    engine = formatted(open_engine("memory://"))
+    r = Runner(engine)
+    top = _fresh_dir(r)
+    for i in range(3):
+        _grow(r, r.call("create", parent=top, name=b"f%d" % i).ino, 10)
+    _as_before_directory_stats(engine)
+    assert fsck(engine).ok, str(fsck(engine))
+    r.call("create", parent=top, name=b"after-upgrade")     # stats deltas from now on
+    Maintenance(r, interval_s=1, request_ttl_s=60, changelog_keep=100).fold_tree_deltas()
+    for op, args in (("summary", dict(ino=top)), ("set_quota", dict(ino=top, max_inodes=9))):
+        with pytest.raises(FsError) as info:
+            r.call(op, **args)
+        assert info.value.errno == errno.EOPNOTSUPP
+        assert "quota check --repair /" in str(info.value)
+    assert fsck(engine).ok, str(fsck(engine))
+    assert r.call("check_tree", ino=ROOT_INO, repair=True).repaired
+    assert r.call("summary", ino=top) == Summary(0, 4, 30)
+    assert r.call("summary", ino=ROOT_INO) == Summary(1, 4, 30)
+    assert r.call("set_quota", ino=top, max_inodes=9).used_inodes == 4
+    assert fsck(engine).ok, str(fsck(engine))

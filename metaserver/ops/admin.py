@@ -28,6 +28,7 @@ def init_root(tx: MetaTx, *, mode: int = 0o755) -> None:
     # The namespace's identity: followers copy it, so a node can tell whether another
     # node's history is its own (metaserver.replication.plan_follow).
     tx.set_counter("namespace", random.getrandbits(63))
+    tx.set_counter(schema.STATS_COUNTER, 1)      # directory stats kept from the start
     now = tx.now
     tx.put_attr(Attr(ROOT_INO, FileType.DIRECTORY, mode, 0, 0, now, now, now, 2, 0, 0, ROOT_INO))
     tx.account(0, 1)

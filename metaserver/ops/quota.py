@@ -25,11 +25,21 @@ from __future__ import annotations
 import errno
 from collections.abc import Iterator
 
+from metaserver import schema
 from metaserver.errors import FsError
 from metaserver.ops.metatx import MetaTx
 from metaserver.types import ROOT_INO, Attr, FileType, Quota, Summary, TreeCheck
 
 QUOTAS_COUNTER = "quotas"
+
+
+def _require_stats(tx: MetaTx, what: str) -> None:
+    # A namespace made before directory stats existed: they count only what changed
+    # since the upgrade, until a check_tree repair from the root completes them.
+    if not tx.counter(schema.STATS_COUNTER):
+        raise FsError(errno.EOPNOTSUPP, f"{what} needs directory stats, which this namespace "
+                      "(made before they were kept) does not have yet: build them once with "
+                      "`metactl quota check --repair /` (a walk of the whole tree)")
 
 
 def _plus(a: Summary, b: Summary, sign: int = 1) -> Summary:
@@ -146,6 +156,12 @@ def summary(tx: MetaTx, *, ino: int) -> Summary:
         return Summary(files=1, size=_file_bytes(a))
     if tx.quotas_of([ino]):
         return tx.quota_usage(ino)
+    _require_stats(tx, "summary")
+    return _kept_summary(tx, ino)
+
+
+def _kept_summary(tx: MetaTx, ino: int) -> Summary:
+    """What directory `ino`'s stats and its subdirectories' add up to."""
     total, stack = Summary(), [ino]
     while stack:
         d = stack.pop()
@@ -169,6 +185,7 @@ def set_quota(tx: MetaTx, *, ino: int, max_bytes: int = 0, max_inodes: int = 0) 
     if tx.quotas_of([ino]):
         used = tx.quota_usage(ino)
     else:
+        _require_stats(tx, "a quota")
         used = summary(tx, ino=ino)
         tx.put_quota_usage(ino, used)
         tx.set_counter(QUOTAS_COUNTER, tx.counter(QUOTAS_COUNTER) + 1)
@@ -210,7 +227,8 @@ def check_tree(tx: MetaTx, *, ino: int, repair: bool = False) -> TreeCheck:
     quotad = tx.quotas_of(list(below))
     wrong = sum(dir_stat(tx, d) != own[d] for d in own) + \
         sum(tx.quota_usage(d) != below[d] for d in quotad)
-    check = TreeCheck(ino, summary(tx, ino=ino), below[ino], wrong)
+    kept = tx.quota_usage(ino) if ino in quotad else _kept_summary(tx, ino)
+    check = TreeCheck(ino, kept, below[ino], wrong)
     if repair and wrong:
         for d, stat in own.items():
             for key, _ in list(tx.tree_deltas(d)):
@@ -218,6 +236,9 @@ def check_tree(tx: MetaTx, *, ino: int, repair: bool = False) -> TreeCheck:
             tx.put_tree_stat(d, stat)
         for d in quotad:
             tx.put_quota_usage(d, below[d])
+        check.repaired = True
+    if repair and ino == ROOT_INO and not tx.counter(schema.STATS_COUNTER):
+        tx.set_counter(schema.STATS_COUNTER, 1)      # every directory's stats are now complete
         check.repaired = True
     return check
 
