@@ -29,12 +29,14 @@ USED = {"inodes": Gauge("metaserver_inodes_used", "Inodes in use, as statfs repo
         "bytes": Gauge("metaserver_bytes_used", "Bytes of file data, as statfs reports them")}
 SESSIONS_LISTED = 1000          # at most, when the request names no limit
 USAGE_FRESH_S = 1.0             # one engine read serves the scrapes within this
+USAGE_READ_S = 1.0              # a scrape waits at most this for a struggling engine
 
 
 class _Usage:
     """The usage gauges' source: the latest server's statfs, read at most once per
     USAGE_FRESH_S through the runner (so it shows in metaserver_ops_total as a statfs).
-    A scrape must never fail: an engine that cannot answer reads NaN."""
+    A scrape must never fail or hang: an engine that cannot answer within USAGE_READ_S
+    (its retries stop there) reads NaN."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -52,7 +54,8 @@ class _Usage:
         with self._lock:
             if self._runner is not None and time.monotonic() - self._read_at >= USAGE_FRESH_S:
                 try:
-                    usage = self._runner.call("statfs")
+                    usage = self._runner.call("statfs",
+                                              deadline=time.monotonic() + USAGE_READ_S)
                     self._values = {"inodes": usage.used_inodes, "bytes": usage.used_bytes}
                 except Exception:    # noqa: BLE001 - e.g. a stopped server's closed engine
                     self._values = {"inodes": float("nan"), "bytes": float("nan")}
