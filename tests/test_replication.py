@@ -18,7 +18,7 @@ from engines import changelog, open_engine
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))   # jepsen/
 from jepsen.faultproxy import FaultProxy  # noqa: E402
 from metaserver.client import Client, RetryPolicy
-from metaserver.service import ServerConfig, start
+from metaserver.service import BATCH_INDEX_KEY, ERRNO_KEY, ServerConfig, start
 from metaserver import replication
 from metaserver.service.follower import (APPLIED_SEQ_END_KEY, APPLIED_SEQ_KEY, COMMIT_SEQ_KEY,
                                          MIN_SEQ_KEY)
@@ -172,6 +172,47 @@ def test_an_idle_stream_waits_for_commits_instead_of_reading_the_log(meta_url, t
             stream.cancel()
     finally:
         srv.stop()
+
+
+def test_a_write_the_primary_refuses_reaches_the_client_as_the_primary_said(primary, caplog):
+    """A forwarded write's refusal (EEXIST, EDQUOT, an atomic batch's failing operation)
+    comes back with the primary's status, message and errno, and the follower logs no
+    internal error (it once re-raised the primary's answer and reported INTERNAL)."""
+    follower = follower_of(primary.address)
+    try:
+        wait_for(lambda: status(follower.address).connected, what="link up")
+        with Client(primary.address) as c:
+            quota_dir = c.mkdir(ROOT_INO, "limited").ino
+            c.set_quota(quota_dir, max_inodes=1)
+        with grpc.insecure_channel(follower.address) as channel:
+            stub = metadata_pb2_grpc.MetadataStub(channel)
+            for request, code, number, message in (
+                    (pb.MkdirRequest(parent=ROOT_INO, name=b"limited", mode=0o755),
+                     grpc.StatusCode.ALREADY_EXISTS, errno.EEXIST, "'limited' exists"),
+                    (pb.CreateRequest(parent=quota_dir, name=b"a", mode=0o644),
+                     None, None, None),
+                    (pb.CreateRequest(parent=quota_dir, name=b"b", mode=0o644),
+                     grpc.StatusCode.RESOURCE_EXHAUSTED, errno.EDQUOT, "quota of 1 inodes")):
+                call = getattr(stub, type(request).__name__.removesuffix("Request"))
+                if code is None:
+                    call(request, timeout=10)
+                    continue
+                with pytest.raises(grpc.RpcError) as info:
+                    call(request, timeout=10)
+                assert info.value.code() == code
+                assert message in info.value.details()
+                assert dict(info.value.trailing_metadata())[ERRNO_KEY] == str(number)
+            batch = pb.BatchRequest(atomic=True, request_id=os.urandom(16), ops=[
+                pb.Operation(mkdir=pb.MkdirRequest(parent=ROOT_INO, name=b"new", mode=0o755)),
+                pb.Operation(mkdir=pb.MkdirRequest(parent=ROOT_INO, name=b"limited",
+                                                   mode=0o755))])
+            with pytest.raises(grpc.RpcError) as info:
+                stub.Batch(batch, timeout=10)
+            trailers = dict(info.value.trailing_metadata())
+            assert (trailers[ERRNO_KEY], trailers[BATCH_INDEX_KEY]) == (str(errno.EEXIST), "1")
+        assert "internal error" not in caplog.text
+    finally:
+        follower.stop()
 
 
 def test_link_faults_forwarded_writes_and_request_id_retry(primary):

@@ -50,8 +50,21 @@ def status_code(code: int) -> grpc.StatusCode:
     return _CODE_OF_ERRNO.get(code, grpc.StatusCode.UNKNOWN)
 
 
+class PrimaryAnswer(FsError):
+    """The primary's own refusal of a call a follower forwarded: passed on to the client
+    as it came (status, message, errno and batch-index trailers)."""
+
+    def __init__(self, exc: grpc.RpcError) -> None:
+        self.trailers = tuple(exc.trailing_metadata() or ())
+        self.status = exc.code()
+        super().__init__(int(dict(self.trailers)[ERRNO_KEY]), exc.details())
+
+
 def abort_with(context: grpc.ServicerContext, exc: FsError) -> None:
     """End the call with the status for `exc` and its errno (and batch index) trailers."""
+    if isinstance(exc, PrimaryAnswer):
+        context.set_trailing_metadata(exc.trailers)
+        context.abort(exc.status, exc.message)
     trailers = [(ERRNO_KEY, str(exc.errno))]
     if isinstance(exc, BatchError):
         trailers.append((BATCH_INDEX_KEY, str(exc.index)))

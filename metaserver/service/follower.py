@@ -33,7 +33,7 @@ from metaserver import replication, rollback
 from metaserver.channel import AUTHORIZATION, Credentials, open_channel
 from metaserver.errors import FsError
 from metaserver.replication import Action, OutOfOrder, Plan, Position, SourceState
-from metaserver.service.errors import ERRNO_KEY
+from metaserver.service.errors import ERRNO_KEY, PrimaryAnswer
 from metaserver.v1 import metadata_pb2_grpc, replication_pb2 as rpb, replication_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -380,10 +380,8 @@ class Follower:
             reply, call = getattr(self._meta, rpc).with_call(request, timeout=timeout,
                                                               metadata=metadata)
         except grpc.RpcError as exc:
-            trailers = tuple(exc.trailing_metadata() or ())
-            if any(key == ERRNO_KEY for key, _ in trailers):   # the primary's own answer
-                context.set_trailing_metadata(trailers)
-                context.abort(exc.code(), exc.details())
+            if any(key == ERRNO_KEY for key, _ in exc.trailing_metadata() or ()):
+                raise PrimaryAnswer(exc) from None          # the primary's own refusal
             if exc.code() == grpc.StatusCode.UNAVAILABLE and not self.connected:
                 raise FsError(errno.EROFS, f"primary {self.primary} unreachable: writes are "
                               "refused until the link is back; reads are served") from None
