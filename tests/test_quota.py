@@ -331,7 +331,12 @@ def test_metactl_quota_and_summary_against_serve_and_a_follower(tmp_path):
             wait_for(lambda: _quota_or_none(fc, want.ino) == want, what="quota on the follower")
             assert fc.summary(ROOT_INO) == c.summary(ROOT_INO)
         ok("quota", "delete", "/q")
-        assert metactl("quota", "get", "/q").returncode == 1
+        for args, said in ((("quota", "get", "/q"), "metactl: /q: no quota"),
+                           (("quota", "delete", "/q"), "metactl: /q: no quota"),
+                           (("quota", "get", "/nothing"),
+                            "metactl: /nothing: No such file or directory")):
+            done = metactl(*args)
+            assert (done.returncode, done.stderr.strip()) == (1, said), done.stderr
     finally:
         for proc in (follower, primary):
             if proc is not None:

@@ -112,21 +112,31 @@ def set_(ctx: typer.Context, path: str = _path_option(),
     _quota_table([(path, q)])
 
 
+def _quota_of(s, path: str) -> Quota:
+    """PATH's quota; a directory without one is said so, not "No such file"."""
+    with s.reporting(path):
+        ino = s.resolve(path).ino
+        try:
+            return s.client.get_quota(ino)
+        except FileNotFoundError:
+            pass
+    _fail(f"{path}: no quota")
+
+
 @quota_app.command("get")
 def get(ctx: typer.Context, path: str = _path_option()):
     """PATH's limits and what its tree uses."""
     s = _session(ctx)
-    with s.reporting(path):
-        q = s.client.get_quota(s.resolve(path).ino)
-    _quota_table([(path, q)])
+    _quota_table([(path, _quota_of(s, path))])
 
 
 @quota_app.command("delete")
 def delete(ctx: typer.Context, path: str = _path_option()):
     """Remove PATH's quota."""
     s = _session(ctx)
+    q = _quota_of(s, path)
     with s.reporting(path):
-        s.client.delete_quota(s.resolve(path).ino)
+        s.client.delete_quota(q.ino)
 
 
 @quota_app.command("list")
