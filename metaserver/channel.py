@@ -24,7 +24,8 @@ class CredentialsError(ValueError):
     """A token or certificate file cannot be read; the message says which and why."""
 
 
-def _read(path: str, what: str) -> bytes:
+def read_credential_file(path: str, what: str) -> bytes:
+    """A token, key or certificate file's bytes; CredentialsError naming it if unreadable."""
     try:
         with open(path, "rb") as f:
             return f.read()
@@ -52,7 +53,7 @@ class Credentials:
             token = os.environ.get(TOKEN_ENV, "")
             token_file = "" if token else os.environ.get(TOKEN_FILE_ENV, "")
         if not token and token_file:
-            token = next(iter(_read(token_file, "token file").decode().split()), "")
+            token = next(iter(read_credential_file(token_file, "token file").decode().split()), "")
         return cls(token=token or "", **{k: v for k, v in tls.items() if v is not None})
 
     @property
@@ -64,9 +65,9 @@ class Credentials:
             raise CredentialsError("a client certificate needs its key, and a key its "
                                    "certificate")
         return grpc.ssl_channel_credentials(
-            root_certificates=_read(self.ca_file, "CA file") if self.ca_file else None,
-            private_key=_read(self.key_file, "key file") if self.key_file else None,
-            certificate_chain=_read(self.cert_file, "certificate file")
+            root_certificates=read_credential_file(self.ca_file, "CA file") if self.ca_file else None,
+            private_key=read_credential_file(self.key_file, "key file") if self.key_file else None,
+            certificate_chain=read_credential_file(self.cert_file, "certificate file")
             if self.cert_file else None)
 
 

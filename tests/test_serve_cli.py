@@ -177,6 +177,9 @@ def test_busy_port_is_a_start_error():
     (["serve", "--listen", "nowhere"], "listen: must be HOST:PORT"),
     (["serve", "--config", "/nonexistent/metaserver.toml"], "cannot read config file"),
     (["serve", "--meta-url", "nosuch://x", "--listen", "127.0.0.1:0"], "unknown engine"),
+    (["serve", "--meta-url", "memory://", "--listen", "127.0.0.1:0", "--tls-cert",
+      "/nonexistent/c.pem", "--tls-key", "/nonexistent/k.pem"],
+     "cannot read TLS key /nonexistent/k.pem: No such file or directory"),
 ])
 def test_bad_flags_are_one_line_and_nonzero_exit(args, message):
     result = run(*args)

@@ -19,7 +19,7 @@ from grpc_reflection.v1alpha import reflection
 from engines import open_engine
 from engines.contract import Engine, EngineError
 from metaserver import __version__
-from metaserver.channel import Credentials, CredentialsError
+from metaserver.channel import Credentials, CredentialsError, read_credential_file
 from metaserver.errors import FsError
 from metaserver.runner import Runner, open_namespace
 from metaserver.service.accesslog import AccessLog
@@ -153,23 +153,19 @@ def _follower_credentials(config: ServerConfig) -> Credentials:
                                key_file=config.follow_tls_key)
 
 
-def _read_pem(path: str, what: str) -> bytes:
-    try:
-        with open(path, "rb") as f:
-            return f.read()
-    except OSError as exc:
-        raise StartError(f"cannot read {what} {path}: {exc.strerror}") from exc
-
-
 def _server_credentials(config: ServerConfig) -> grpc.ServerCredentials | None:
     """grpcio's TLS credentials from the configured files; None: plaintext."""
     if not config.tls_cert:
         return None
-    client_ca = _read_pem(config.tls_client_ca, "TLS client CA") if config.tls_client_ca \
-        else None
-    return grpc.ssl_server_credentials(
-        [(_read_pem(config.tls_key, "TLS key"), _read_pem(config.tls_cert, "TLS certificate"))],
-        root_certificates=client_ca, require_client_auth=client_ca is not None)
+    try:
+        client_ca = read_credential_file(config.tls_client_ca, "TLS client CA") \
+            if config.tls_client_ca else None
+        key_pair = (read_credential_file(config.tls_key, "TLS key"),
+                    read_credential_file(config.tls_cert, "TLS certificate"))
+    except CredentialsError as exc:
+        raise StartError(str(exc)) from exc
+    return grpc.ssl_server_credentials([key_pair], root_certificates=client_ca,
+                                       require_client_auth=client_ca is not None)
 
 
 def _gatekeeper(config: ServerConfig) -> list[grpc.ServerInterceptor]:
