@@ -347,8 +347,7 @@ def _prefetch(tx: MetaTx, calls: list[tuple[str, bytes, dict]]) -> None:
     if len(names) + len(inos) < 2:
         return
     if names:
-        found = tx.txn.get_many([schema.dentry_key(parent, name) for parent, name in names])
-        inos += [schema.decode_dentry(value)[1] for value in found if value is not None]
+        inos += [found[1] for found in tx.dentries(names) if found is not None]
         inos += {parent for parent, _ in names}          # lookup checks its directory
     tx.attrs([ino for ino in inos if _valid_ino(ino)])
 

@@ -89,6 +89,11 @@ class MetaTx:
         data = self.txn.get(schema.dentry_key(parent, name))
         return None if data is None else schema.decode_dentry(data)
 
+    def dentries(self, names: list[tuple[int, bytes]]) -> list[tuple[FileType, int] | None]:
+        """dentry() of each (parent, name), read in one get_many."""
+        datas = self.txn.get_many([schema.dentry_key(parent, name) for parent, name in names])
+        return [None if d is None else schema.decode_dentry(d) for d in datas]
+
     def put_dentry(self, parent: int, name: bytes, type_: FileType, ino: int) -> None:
         self.txn.put(schema.dentry_key(parent, name), schema.encode_dentry(type_, ino))
 
