@@ -14,6 +14,7 @@ it; ``OutOfCluster`` at once.
 from __future__ import annotations
 
 import abc
+import contextlib
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -140,6 +141,13 @@ class Engine(abc.ABC):
     @abc.abstractmethod
     def wait_durable(self) -> None:
         """Return once everything committed so far is durable."""
+
+    def turn(self) -> contextlib.AbstractContextManager:
+        """Held by engines.transactional.run around each attempt, up to its commit: an
+        engine whose transactions never wait on I/O serializes them here (see
+        engines.occ.Turns). The default, for engines that talk to a server, lets them
+        all run at once."""
+        return contextlib.nullcontext()
 
     @abc.abstractmethod
     def last_seq(self) -> int:

@@ -20,11 +20,17 @@ Durability uses group commit: the batch is applied unsynced under the lock (chea
 then the committer waits until some thread has synced the log past its version; one
 sync covers every batch written before it. Readers likewise wait until what they saw
 is durable, so nobody observes a write that a crash could still take back.
+
+Transactions of these in-process stores take turns (`Turns`): their reads and writes
+hold the GIL from start to commit, so running them at once gains nothing, and threads
+that meet on the engine's locks while Python switches between them every 5 ms hand
+the GIL around in convoys (4 threads made 5.2k creates/s where 1 made 16k).
 """
 
 from __future__ import annotations
 
 import abc
+import contextlib
 import threading
 from collections import Counter, deque
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
@@ -45,6 +51,10 @@ from engines.contract import (
     changelog_key,
 )
 
+# How long a transaction waits for its turn before it runs beside the one holding it
+# (correct either way: validation decides). Bounds the stall behind a long one.
+TURN_WAIT_S = 0.1
+
 # Drivers over a store shared by several processes (SQL, TiKV) keep the newest commit
 # sequence under this key (8 bytes, big-endian); locking it serializes their commits.
 SEQ_KEY = ENGINE_RESERVED_PREFIX + b"S"
@@ -63,6 +73,7 @@ class OccEngine(Engine):
         self._durable_cond = threading.Condition()
         self._durable = 0
         self._syncing = False
+        self._turns = Turns()
 
     def _start(self, version: int) -> None:
         self._version = self._durable = version
@@ -99,6 +110,9 @@ class OccEngine(Engine):
 
     def last_seq(self) -> int:
         return self._version
+
+    def turn(self) -> contextlib.AbstractContextManager:
+        return self._turns.take()
 
     def wait_for_commit(self, after_seq: int, timeout: float) -> int:
         """Every commit passes through this process: sleep until one comes."""
@@ -165,6 +179,7 @@ class OccEngine(Engine):
             finally:
                 self._finish(txn.start)
         if wait_durable:
+            self._turns.leave()     # the log sync is I/O: others may run meanwhile
             self._wait_durable(seen)
         return version
 
@@ -206,6 +221,34 @@ class OccEngine(Engine):
                     self._syncing = False
                     self._durable_cond.notify_all()
                 self._durable = max(self._durable, target)
+
+
+class Turns:
+    """One transaction at a time, per engine. A thread waits at most TURN_WAIT_S for its
+    turn and then runs anyway, so a long transaction (a tree walk) delays the others by
+    that much at most. Nested turns (an id reservation inside a create) pass through."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._mine = threading.local()
+
+    @contextlib.contextmanager
+    def take(self):
+        if getattr(self._mine, "held", None) is not None:
+            yield
+            return
+        self._mine.held = self._lock.acquire(timeout=TURN_WAIT_S)
+        try:
+            yield
+        finally:
+            self.leave()
+            self._mine.held = None
+
+    def leave(self) -> None:
+        """End this thread's turn early (before it waits on I/O)."""
+        if getattr(self._mine, "held", None):
+            self._mine.held = False
+            self._lock.release()
 
 
 def check_conflicts(txn: "OccTxn", newer_write_sets: Iterable[Collection[bytes]]) -> None:

@@ -57,7 +57,7 @@ def run(engine: Engine, fn: Callable, *, policy: Policy = RETRY, read_only: bool
     (time.monotonic() seconds): no attempt starts after it. `on_retry(error)` is called
     for each failed attempt that is tried again. The last error is raised as it is."""
     def attempt() -> Committed:
-        with engine.snapshot() if read_only else engine.begin() as txn:
+        with engine.turn(), engine.snapshot() if read_only else engine.begin() as txn:
             try:
                 value = fn(txn)
             except Exception:

@@ -176,27 +176,32 @@ class Runner:
         read-only transaction (one consistent view, and far less overhead per stat)."""
         results: list = []
         try:
-            index = 0
-            while index < len(calls):
-                end = index
-                while end < len(calls) and not OPS.get(calls[end][0], _WRITE).mutating:
-                    end += 1
-                if end > index:
-                    results += self._read_group(calls[index:end], deadline)
-                    index = end
-                    continue
-                op, request_id, kwargs = calls[index]
-                spec = _lookup(op)
-                try:
-                    results.append(self._timed(op, lambda: self._run(
-                        op, True, request_id, lambda tx: spec.fn(tx, **kwargs),
-                        wait_durable=False, calls=[(op, kwargs)], deadline=deadline)))
-                except FsError as exc:
-                    results.append(exc)
-                index += 1
+            with self.engine.turn():    # one turn for the batch, not one per transaction
+                self._many(calls, deadline, results)
         finally:   # whatever happened, nothing is acknowledged before it is durable
             self._durable()
         return results
+
+    def _many(self, calls: list[tuple[str, bytes, dict]], deadline: float | None,
+              results: list) -> None:
+        index = 0
+        while index < len(calls):
+            end = index
+            while end < len(calls) and not OPS.get(calls[end][0], _WRITE).mutating:
+                end += 1
+            if end > index:
+                results += self._read_group(calls[index:end], deadline)
+                index = end
+                continue
+            op, request_id, kwargs = calls[index]
+            spec = _lookup(op)
+            try:
+                results.append(self._timed(op, lambda: self._run(
+                    op, True, request_id, lambda tx: spec.fn(tx, **kwargs),
+                    wait_durable=False, calls=[(op, kwargs)], deadline=deadline)))
+            except FsError as exc:
+                results.append(exc)
+            index += 1
 
     def _read_group(self, calls: list[tuple[str, bytes, dict]], deadline: float | None) -> list:
         def body(tx: MetaTx) -> list:

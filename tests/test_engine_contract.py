@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from engines import changelog
+from engines import changelog, occ, transactional
 from engines.contract import CHANGELOG_END, CHANGELOG_PREFIX, ReadOnlyTxn, TxnConflict
 
 
@@ -167,6 +167,69 @@ def test_concurrent_increments_are_serializable(engine):
     snap = engine.snapshot()
     assert snap.get(b"ctr") == b"200"
     snap.rollback()
+
+
+def _finishes(fn, seconds: float = 20) -> bool:
+    """Run fn in a thread; whether it returned within `seconds`."""
+    thread = threading.Thread(target=fn, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    return not thread.is_alive()
+
+
+def test_a_long_transaction_delays_the_others_only_for_a_while(engine, monkeypatch):
+    """Transactions take turns on an in-process store, but one that holds its turn for
+    long (a tree walk) does not stop the others: they run after TURN_WAIT_S."""
+    monkeypatch.setattr(occ, "TURN_WAIT_S", 0.05)
+    holding, other_done = threading.Event(), threading.Event()
+
+    def long_one(txn):
+        txn.put(b"long", b"1")
+        holding.set()
+        assert other_done.wait(20), "the other transaction waited for this one to end"
+
+    def other():
+        holding.wait(20)
+        transactional.run(engine, lambda txn: txn.put(b"other", b"1"))
+        other_done.set()
+
+    helper = threading.Thread(target=other, daemon=True)
+    helper.start()
+    assert _finishes(lambda: transactional.run(engine, long_one), 30)
+    helper.join(5)
+    assert other_done.is_set()
+
+
+def test_a_turn_ends_before_the_log_sync_and_passes_through_nesting(engine, monkeypatch):
+    """With turns that never time out: a transaction nested in another (an id
+    reservation inside a create) runs at once, and a durable commit lets the next
+    transaction run while it waits for the log sync."""
+    monkeypatch.setattr(occ, "TURN_WAIT_S", 600)
+    nested = lambda txn: transactional.run(engine, lambda inner: inner.put(b"in", b"1"),
+                                           wait_durable=False)
+    assert _finishes(lambda: transactional.run(engine, lambda txn: (txn.put(b"out", b"1"),
+                                                                    nested(txn))))
+    if not isinstance(engine, occ.OccEngine):
+        return
+    syncing, release = threading.Event(), threading.Event()
+    sync = engine._sync
+
+    def slow_sync():
+        syncing.set()
+        release.wait(20)
+        sync()
+
+    monkeypatch.setattr(engine, "_sync", slow_sync)
+    durable = threading.Thread(target=lambda: transactional.run(
+        engine, lambda txn: txn.put(b"durable", b"1")), daemon=True)
+    durable.start()
+    assert syncing.wait(20)
+    try:
+        assert _finishes(lambda: transactional.run(engine, lambda txn: txn.put(b"next", b"1"),
+                                                   wait_durable=False))
+    finally:
+        release.set()
+        durable.join(20)
 
 
 def test_rocksdb_persists_across_reopen(tmp_path):
