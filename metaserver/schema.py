@@ -303,9 +303,18 @@ def encode_attr(a: Attr) -> bytes:
                       a.nlink, a.size, a.rdev, a.parent)
 
 
+_FILE_TYPES = {t.value: t for t in FileType}
+
+
+def _file_type(value: int) -> FileType:
+    """FileType(value), without the Enum call's cost on every decoded attr and entry."""
+    found = _FILE_TYPES.get(value)
+    return FileType(value) if found is None else found   # the call names a bad value
+
+
 def decode_attr(ino: int, data: bytes) -> Attr:
     t, mode, uid, gid, at, mt, ct, nlink, size, rdev, parent = _ATTR.unpack(data)
-    return Attr(ino, FileType(t), mode, uid, gid, at, mt, ct, nlink, size, rdev, parent)
+    return Attr(ino, _file_type(t), mode, uid, gid, at, mt, ct, nlink, size, rdev, parent)
 
 
 def encode_dentry(type_: FileType, ino: int) -> bytes:
@@ -314,7 +323,7 @@ def encode_dentry(type_: FileType, ino: int) -> bytes:
 
 def decode_dentry(data: bytes) -> tuple[FileType, int]:
     t, ino = _DENTRY.unpack(data)
-    return FileType(t), ino
+    return _file_type(t), ino
 
 
 def encode_slices(slices: list[Slice]) -> bytes:

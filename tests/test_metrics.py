@@ -64,3 +64,35 @@ def test_replication_gauges_only_on_a_follower(tmp_path):
     finally:
         primary.terminate()
         primary.wait(15)
+
+
+def test_the_reads_of_a_batch_are_counted_each_and_timed_as_a_group():
+    from prometheus_client import REGISTRY
+
+    def value(name: str, **labels) -> float:
+        return REGISTRY.get_sample_value(name, labels) or 0.0
+
+    server = start(ServerConfig(meta_url="memory://", listen="127.0.0.1:0"))
+    try:
+        with grpc.insecure_channel(server.address) as channel:
+            stub = pb_grpc.MetadataStub(channel)
+            parent = stub.Mkdir(pb.MkdirRequest(parent=1, name=b"group", mode=0o755)).ino
+            for name in (b"a", b"b"):
+                stub.Create(pb.CreateRequest(parent=parent, name=name, mode=0o644))
+            before = (value("metaserver_ops_total", op="lookup", outcome="ok"),
+                      value("metaserver_ops_total", op="lookup", outcome="ENOENT"),
+                      value("metaserver_ops_total", op="getattr", outcome="ok"),
+                      value("metaserver_op_seconds_count", op="read_group"))
+            reply = stub.Batch(pb.BatchRequest(ops=[
+                pb.Operation(lookup=pb.LookupRequest(parent=parent, name=b"a")),
+                pb.Operation(lookup=pb.LookupRequest(parent=parent, name=b"b")),
+                pb.Operation(lookup=pb.LookupRequest(parent=parent, name=b"missing")),
+                pb.Operation(getattr=pb.GetAttrRequest(ino=parent))]))
+            after = (value("metaserver_ops_total", op="lookup", outcome="ok"),
+                     value("metaserver_ops_total", op="lookup", outcome="ENOENT"),
+                     value("metaserver_ops_total", op="getattr", outcome="ok"),
+                     value("metaserver_op_seconds_count", op="read_group"))
+    finally:
+        server.stop()
+    assert [r.WhichOneof("result") for r in reply.results] == ["entry", "entry", "error", "attr"]
+    assert [a - b for a, b in zip(after, before)] == [2, 1, 1, 1]

@@ -108,8 +108,7 @@ class MetadataServicer:
         else:
             results = self.runner.call_many([(c.spec.op, c.request_id, c.kwargs) for c in calls],
                                             deadline)
-        return pb.BatchReply(results=[self.codec.encode_result(call, result)
-                                      for call, result in zip(calls, results)])
+        return self.codec.encode_batch(calls, results)
 
     @staticmethod
     def Echo(request: pb.EchoRequest, context: grpc.ServicerContext) -> pb.EchoReply:
