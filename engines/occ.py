@@ -232,23 +232,35 @@ class Turns:
         self._lock = threading.Lock()
         self._mine = threading.local()
 
-    @contextlib.contextmanager
-    def take(self):
+    def take(self) -> contextlib.AbstractContextManager:
         if getattr(self._mine, "held", None) is not None:
-            yield
-            return
-        self._mine.held = self._lock.acquire(timeout=TURN_WAIT_S)
-        try:
-            yield
-        finally:
-            self.leave()
-            self._mine.held = None
+            return _PASS_THROUGH
+        return _Turn(self)
 
     def leave(self) -> None:
         """End this thread's turn early (before it waits on I/O)."""
         if getattr(self._mine, "held", None):
             self._mine.held = False
             self._lock.release()
+
+
+class _Turn:
+    """One thread's turn (a plain context manager: this is on every transaction's path)."""
+    __slots__ = ("_turns",)
+
+    def __init__(self, turns: Turns) -> None:
+        self._turns = turns
+
+    def __enter__(self) -> None:
+        turns = self._turns
+        turns._mine.held = turns._lock.acquire(timeout=TURN_WAIT_S)
+
+    def __exit__(self, *exc_info) -> None:
+        self._turns.leave()
+        self._turns._mine.held = None
+
+
+_PASS_THROUGH = contextlib.nullcontext()
 
 
 def check_conflicts(txn: "OccTxn", newer_write_sets: Iterable[Collection[bytes]]) -> None:

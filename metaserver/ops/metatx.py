@@ -83,10 +83,13 @@ class MetaTx:
         self.account(0, 1)
         return a
 
-    def drop_inode(self, a: Attr) -> None:
-        """Delete every key of the inode (attr, links, chunks, target, xattrs)."""
-        start, end = schema.inode_range(a.ino)
-        for key, _ in list(self.txn.scan(start, end)):
+    def inode_keys(self, ino: int) -> list[bytes]:
+        """Every key of the inode (attr, links, chunks, target, xattrs, holds, locks)."""
+        return [key for key, _ in self.txn.scan(*schema.inode_range(ino))]
+
+    def drop_inode(self, a: Attr, keys: list[bytes] | None = None) -> None:
+        """Delete every key of the inode (`keys`: inode_keys(), when already read)."""
+        for key in self.inode_keys(a.ino) if keys is None else keys:
             self.txn.delete(key)
         self.account(-a.size if a.type == FileType.REGULAR else 0, -1)
 
@@ -263,9 +266,13 @@ class MetaTx:
     def del_session(self, session: bytes) -> None:
         self.txn.delete(schema.session_key(session))
 
-    def holders(self, ino: int) -> list[bytes]:
-        """The sessions holding inode `ino` open."""
-        return [k[10:] for k, _ in self.txn.scan(*schema.hold_range(ino))]
+    def holders(self, ino: int, keys: list[bytes] | None = None) -> list[bytes]:
+        """The sessions holding inode `ino` open (from `keys`, its inode_keys(), when
+        already read: an unlink reads them once to check for holds and to drop them)."""
+        if keys is None:
+            keys = [key for key, _ in self.txn.scan(*schema.hold_range(ino))]
+        return [part.rest for part in map(schema.parse_inode_key, keys)
+                if part.tag == schema.HOLD_TAG]
 
     def put_hold(self, ino: int, session: bytes) -> None:
         self.txn.put(schema.hold_key(ino, session), b"")

@@ -42,9 +42,11 @@ def drop_link(tx: MetaTx, a: Attr, parent: int) -> None:
     """One link of non-directory `a` from `parent` is gone: update or free the inode
     (kept with nlink 0 while a live client session holds it open)."""
     a.nlink -= 1
-    if a.nlink == 0 and not is_held(tx, a.ino):
-        tx.drop_inode(a)
-        return
+    if a.nlink == 0:
+        keys = tx.inode_keys(a.ino)     # one scan finds the holds and what to drop
+        if not is_held(tx, a.ino, keys=keys):
+            tx.drop_inode(a, keys)
+            return
     tx.remove_link_parent(a, parent)
     a.ctime_ns = tx.now
     tx.put_attr(a)

@@ -77,9 +77,10 @@ def release(tx: MetaTx, ino: int, session: bytes) -> None:
         tx.drop_inode(attrs)
 
 
-def is_held(tx: MetaTx, ino: int, but: bytes = b"") -> bool:
-    """Whether a live session other than `but` holds `ino` open."""
-    return any(s != but and is_live(tx, s) for s in tx.holders(ino))
+def is_held(tx: MetaTx, ino: int, but: bytes = b"", keys: list[bytes] | None = None) -> bool:
+    """Whether a live session other than `but` holds `ino` open (`keys`: the inode's
+    keys, when already read)."""
+    return any(s != but and is_live(tx, s) for s in tx.holders(ino, keys))
 
 
 def expire_sessions(tx: MetaTx, *, limit: int = 100) -> int:
