@@ -37,6 +37,8 @@ class FileType(IntEnum):
         return _ST_FMT[self]
 
 
+_DIRECTORY = FileType.DIRECTORY
+
 _ST_FMT = {
     FileType.REGULAR: stat.S_IFREG, FileType.DIRECTORY: stat.S_IFDIR,
     FileType.SYMLINK: stat.S_IFLNK, FileType.FIFO: stat.S_IFIFO,
@@ -90,7 +92,7 @@ class Attr:
 
     @property
     def is_dir(self) -> bool:
-        return self.type == FileType.DIRECTORY
+        return self.type == _DIRECTORY     # FileType.DIRECTORY is a slow class attribute
 
 
 @dataclass(slots=True)

@@ -141,11 +141,18 @@ def _source_fields(value: Any, descriptor: Descriptor) -> Mapping[str, Any]:
     return {only.name: value}
 
 
+class _Plan(NamedTuple):
+    names: tuple[str, ...]      # every field, in order
+    messages: tuple[tuple[int, str, type[Message], bool], ...]  # (index, name, class, repeated)
+
+
 @functools.cache
-def _plan(cls: type[Message]) -> tuple[tuple[str, type[Message] | None, bool], ...]:
-    """Per reply field: its name, its message class (None for scalars), repeated or not."""
-    return tuple((fd.name, GetMessageClass(fd.message_type) if fd.message_type else None,
-                  fd.is_repeated) for fd in cls.DESCRIPTOR.fields)
+def _plan(cls: type[Message]) -> _Plan:
+    """A reply class's fields, and which of them are messages."""
+    fields = cls.DESCRIPTOR.fields
+    return _Plan(tuple(fd.name for fd in fields),
+                 tuple((index, fd.name, GetMessageClass(fd.message_type), fd.is_repeated)
+                       for index, fd in enumerate(fields) if fd.message_type))
 
 
 def to_message(value: Any, cls: type[Message]) -> Message:
@@ -162,19 +169,14 @@ def to_fields(value: Any, cls: type[Message]) -> dict[str, Any]:
     values_of = _dataclass_values(type(value), cls)
     if values_of is None:
         source = _source_fields(value, cls.DESCRIPTOR)
-        values = [source.get(name) for name, _, _ in plan]
+        values = [source.get(name) for name in plan.names]
     else:
         values = values_of(value)
-    kwargs = {}
-    for (name, sub, repeated), item in zip(plan, values):
-        if item is None:
-            continue
-        if sub is None:
-            kwargs[name] = item
-        elif repeated:
-            kwargs[name] = [to_fields(v, sub) for v in item]
-        else:
-            kwargs[name] = to_fields(item, sub)
+    kwargs = {name: item for name, item in zip(plan.names, values) if item is not None}
+    for index, name, sub, repeated in plan.messages:
+        item = values[index]
+        if item is not None:
+            kwargs[name] = [to_fields(v, sub) for v in item] if repeated else to_fields(item, sub)
     return kwargs
 
 
@@ -184,7 +186,7 @@ def _dataclass_values(vtype: type, cls: type[Message]) -> Callable[[Any], tuple]
     their order); None for other values."""
     if not dataclasses.is_dataclass(vtype):
         return None
-    names = [name for name, _, _ in _plan(cls)]
+    names = _plan(cls).names
     if len(names) < 2:      # attrgetter returns a tuple only for two names or more
         return lambda value: tuple(getattr(value, name) for name in names)
     return operator.attrgetter(*names)
@@ -193,6 +195,15 @@ def _dataclass_values(vtype: type, cls: type[Message]) -> Callable[[Any], tuple]
 def _reply_fields(call: DecodedCall, result: Any) -> dict[str, Any]:
     shaped = call.spec.shape(result, call.kwargs) if call.spec.shape else result
     return to_fields(shaped, call.spec.reply)
+
+
+@functools.cache
+def _request_plan(cls: type[Message]) -> tuple[tuple[str, FieldDescriptor, bool], ...]:
+    """Per request field: its name, descriptor, and whether its wire value is its value
+    as it is (a scalar that is neither the request id nor a file type)."""
+    return tuple((fd.name, fd, fd.name != "request_id" and fd.message_type is None
+                  and fd.enum_type is None and not fd.is_repeated)
+                 for fd in cls.DESCRIPTOR.fields)
 
 
 class Undecodable(NamedTuple):
@@ -228,14 +239,16 @@ class Codec:
     def decode(self, spec: Operation, request: Message) -> DecodedCall:
         request_id = b""
         kwargs = {}
-        for fd in request.DESCRIPTOR.fields:
-            value = getattr(request, fd.name)
-            if fd.name == "request_id":
+        for name, fd, plain in _request_plan(type(request)):
+            value = getattr(request, name)
+            if plain:
+                kwargs[name] = value
+            elif name == "request_id":
                 request_id = check_request_id(value)
-            elif fd.message_type is not None and not request.HasField(fd.name):
-                raise FsError(errno.EINVAL, f"{spec.rpc}: field {fd.name!r} is required")
+            elif fd.message_type is not None and not request.HasField(name):
+                raise FsError(errno.EINVAL, f"{spec.rpc}: field {name!r} is required")
             else:
-                kwargs[fd.name] = _value_from_wire(fd, value)
+                kwargs[name] = _value_from_wire(fd, value)
         for name, default in spec.zero_means.items():
             kwargs[name] = kwargs[name] or default
         kwargs.update({name: self._server_kwargs[name] for name in spec.from_server})
