@@ -293,7 +293,7 @@ class Runner:
             ctx = OpContext(now_ns=time.time_ns(), alloc_ino=self._alloc_ino,
                             writer_id=self.writer_id, delta_seq=self._delta_seq,
                             dir_mtime_skip_ns=self._dir_mtime_skip_ns)
-            tx = MetaTx(txn, ctx)
+            tx = MetaTx(txn, ctx, read_only=not mutating)
             result = body(tx)
             if mutating:
                 tx.flush_accounting()

@@ -42,19 +42,28 @@ def check_name(name: bytes) -> bytes:
 
 
 class MetaTx:
-    def __init__(self, txn: Txn, ctx: OpContext) -> None:
+    def __init__(self, txn: Txn, ctx: OpContext, read_only: bool = False) -> None:
         self.txn = txn
         self.ctx = ctx
         self.now = ctx.now_ns
         self._bytes_delta = 0
         self._inodes_delta = 0
+        # Read-only: attrs are decoded once (a Batch of lookups checks the same
+        # directory each time). Read operations never change the attrs they get.
+        self._decoded: dict[int, Attr] | None = {} if read_only else None
 
     # --- inodes -------------------------------------------------------------------------
     def attr(self, ino: int) -> Attr:
+        decoded = self._decoded
+        if decoded is not None and ino in decoded:
+            return decoded[ino]
         data = self.txn.get(schema.attr_key(ino)) if ino > 0 else None
         if data is None:
             raise FsError(errno.ENOENT, f"no inode {ino}")
-        return schema.decode_attr(ino, data)
+        a = schema.decode_attr(ino, data)
+        if decoded is not None:
+            decoded[ino] = a
+        return a
 
     def attrs(self, inos: list[int]) -> list[Attr | None]:
         datas = self.txn.get_many([schema.attr_key(i) for i in inos])

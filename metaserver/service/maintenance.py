@@ -17,7 +17,7 @@ from metaserver.runner import Runner
 
 log = logging.getLogger(__name__)
 
-FOLD_PAGE = 10000       # usage deltas folded per transaction
+FOLD_PAGE = 1000        # deltas folded per transaction (its turn holds up the others)
 EXPIRE_FRACTION = 0.25  # request records are expired this often, as a fraction of the TTL
 EXPIRE_MAX_S = 600
 SESSION_PAGE = 100      # dead client sessions ended per transaction
