@@ -4,7 +4,8 @@
 
 Reports (this machine is shared and noisy: read the ratios, not the absolute rates):
   1. in process, no RPC: namespace creates (Runner.call_many, batches of 100, each create
-     its own transaction, durable; and Runner.call_atomic, 256 creates per transaction)
+     its own transaction, durable, from one thread and from 4 at once; and
+     Runner.call_atomic, 256 creates per transaction)
      vs raw rocksdict puts, and vs raw rocksdict WriteBatches holding the same keys a
      create writes (attr, dentry, usage delta, request record, change record);
   2. over gRPC to a `metaserver serve` child process (RocksDB, durable): unary Create vs
@@ -25,6 +26,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 
@@ -42,12 +44,35 @@ SCHEME = os.environ.get("BENCH_SCHEME", "rocksdb")
 
 def rate(fn: Callable[[int], int], seconds: float) -> float:
     """Call fn(round) until `seconds` pass; fn returns items done; returns items/s."""
+    done, elapsed = run_for(fn, seconds)
+    return done / elapsed
+
+
+def run_for(fn: Callable[[int], int], seconds: float) -> tuple[int, float]:
+    """Call fn(round) until `seconds` pass (or COUNT_CAP items); (items, seconds taken)."""
     done, rounds = 0, 0
     start = time.perf_counter()
     while time.perf_counter() - start < seconds and done < COUNT_CAP:
         done += fn(rounds)
         rounds += 1
-    return done / (time.perf_counter() - start)
+    return done, time.perf_counter() - start
+
+
+def threaded_rate(make: Callable[[int], Callable[[int], int]], seconds: float,
+                  threads: int) -> float:
+    """rate() of `threads` threads at once, thread k calling make(k)(round); items/s."""
+    counts = [0] * threads
+
+    def work(k: int) -> None:
+        counts[k] = run_for(make(k), seconds)[0]
+
+    pool = [threading.Thread(target=work, args=(k,)) for k in range(threads)]
+    start = time.perf_counter()
+    for thread in pool:
+        thread.start()
+    for thread in pool:
+        thread.join()
+    return sum(counts) / (time.perf_counter() - start)
 
 
 def in_process(workdir: str, seconds: float) -> dict:
@@ -91,6 +116,8 @@ def in_process(workdir: str, seconds: float) -> dict:
         return 256
 
     results["namespace_create_batched_per_s"] = rate(creates, seconds)
+    results["namespace_create_batched_4_threads_per_s"] = threaded_rate(
+        lambda thread: lambda r: creates(1_000_000 * (thread + 1) + r), seconds, threads=4)
     results["namespace_create_atomic_batch_per_s"] = rate(atomic_creates, seconds)
     results["namespace_create_unary_durable_per_s"] = rate(
         lambda r: runner.call("mknod", b"u%d" % r, parent=parent, name=b"u%d" % r) and 1, seconds)
