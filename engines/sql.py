@@ -252,6 +252,13 @@ class _Reader:
             page = min(page * 4, _MAX_PAGE)
 
 
+# A MySQL-protocol server that stops answering (paused, partitioned away) fails the
+# statement waiting on it after these many seconds (EngineUnavailable, or CommitUnknown
+# during COMMIT) instead of holding its thread for ever; `?read_timeout=N` and the
+# others in the URL override them.
+MYSQL_TIMEOUTS = {"connect_timeout": 10, "read_timeout": 30, "write_timeout": 30}
+
+
 class SqlEngine(Engine):
     def __init__(self, url: str, create: bool = False) -> None:
         self.url = url
@@ -275,6 +282,9 @@ class SqlEngine(Engine):
             options["isolation_level"] = "REPEATABLE READ"
             if self._dialect == "postgresql":
                 self._write_options = {"isolation_level": "READ COMMITTED"}
+            else:
+                options["connect_args"] = {name: seconds for name, seconds in
+                                           MYSQL_TIMEOUTS.items() if name not in sa_url.query}
         try:
             self._sa = sa.create_engine(sa_url, **options)
         except (sa_exc.SQLAlchemyError, ImportError) as exc:

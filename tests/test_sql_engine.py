@@ -361,3 +361,56 @@ def _wait_for(condition, deadline: float) -> None:
     while not condition():
         assert time.monotonic() < deadline, "the load made no progress in time"
         time.sleep(0.05)
+
+
+# --- a database that stops answering ----------------------------------------------------
+
+def test_a_database_that_stops_answering_fails_the_statement_instead_of_hanging(mariadb_url):
+    """Through a proxy that holds every byte (a paused or partitioned-away MariaDB), a
+    transaction fails with a contract error once the URL's read_timeout passes, instead
+    of holding its thread for ever; when the database answers again, so does the engine.
+    Without a timeout in the URL, MYSQL_TIMEOUTS applies."""
+    from jepsen.faultproxy import FaultProxy
+
+    direct = sa.make_url(mariadb_url)
+    proxy = FaultProxy(free_port(), f"{direct.host}:{direct.port}").start()
+    url = direct.set(port=proxy.listen_port).update_query_dict({"read_timeout": "2"})
+    engine = open_engine(url.render_as_string(hide_password=False), create=True)
+    outcome: list = []
+
+    def read() -> None:
+        try:
+            with engine.snapshot() as txn:
+                outcome.append(txn.get(b"k"))
+                txn.commit()
+        except EngineError as exc:
+            outcome.append(exc)
+
+    try:
+        with engine.begin() as txn:
+            txn.put(b"k", b"v")
+            txn.commit(b"t")
+        proxy.set(blackhole=True)
+        thread = threading.Thread(target=read, daemon=True)
+        started = time.monotonic()
+        thread.start()
+        thread.join(60)
+        assert not thread.is_alive(), "the read waited on a silent database for a minute"
+        assert isinstance(outcome[0], (EngineUnavailable, CommitUnknown)), outcome
+        assert time.monotonic() - started < 30
+        proxy.clear()
+        proxy.reset()
+        outcome.clear()
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and outcome[-1:] != [b"v"]:
+            read()
+        assert outcome[-1] == b"v"
+    finally:
+        proxy.clear()
+        engine.close()
+        proxy.stop()
+    plain = open_engine(mariadb_url)
+    try:
+        assert plain._pool_options["connect_args"] == sqlmod.MYSQL_TIMEOUTS
+    finally:
+        plain.close()
