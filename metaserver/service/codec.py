@@ -192,9 +192,9 @@ def _dataclass_values(vtype: type, cls: type[Message]) -> Callable[[Any], tuple]
     return operator.attrgetter(*names)
 
 
-def _reply_fields(call: DecodedCall, result: Any) -> dict[str, Any]:
-    shaped = call.spec.shape(result, call.kwargs) if call.spec.shape else result
-    return to_fields(shaped, call.spec.reply)
+def _shaped(call: DecodedCall, result: Any) -> Any:
+    """An operation's result as its reply message's fields see it."""
+    return call.spec.shape(result, call.kwargs) if call.spec.shape else result
 
 
 @functools.cache
@@ -275,7 +275,7 @@ class Codec:
 
     @staticmethod
     def encode(call: DecodedCall, result: Any) -> Message:
-        return call.spec.reply(**_reply_fields(call, result))
+        return to_message(_shaped(call, result), call.spec.reply)
 
     @staticmethod
     def encode_batch(calls: list[DecodedCall], results: list) -> pb.BatchReply:
@@ -283,5 +283,5 @@ class Codec:
         return pb.BatchReply(results=[
             {"error": {"errno": result.errno, "message": result.message}}
             if isinstance(result, FsError) else
-            {call.spec.result_field: _reply_fields(call, result)}
+            {call.spec.result_field: to_fields(_shaped(call, result), call.spec.reply)}
             for call, result in zip(calls, results)])
