@@ -129,14 +129,13 @@ def to_domain(msg: Message) -> Any:
 
 
 def _source_fields(value: Any, descriptor: Descriptor) -> Mapping[str, Any]:
-    """The reply fields `value` provides: a dataclass's attributes, a mapping's items,
-    or, for a plain value, the one field of a single-field reply."""
+    """The reply fields a value other than a dataclass provides (to_fields reads a
+    dataclass through _dataclass_values): a mapping's items, or, for a plain value, the
+    one field of a single-field reply."""
     if value is None:
         return {}
     if isinstance(value, Mapping):
         return value
-    if dataclasses.is_dataclass(value):
-        return {fd.name: getattr(value, fd.name) for fd in descriptor.fields}
     (only,) = descriptor.fields
     return {only.name: value}
 
